@@ -1,0 +1,106 @@
+package datastore
+
+import (
+	"context"
+	"path"
+	"strings"
+	"time"
+)
+
+// CleanupTemps walks the whole datastore and removes temp files that a pbsfs
+// process killed mid-write left in snapshot directories (see TempPrefix).
+// Each directory is cleaned under its manifest lock, which every writer of
+// the manifest holds while its temp file exists, so a live writer's file is
+// never touched; a snapshot whose lock is busy is skipped. Group directories
+// have no such lock in every scheme, so there only temp files older than
+// minAge are removed. It returns how many files it removed.
+func (s *Store) CleanupTemps(ctx context.Context, minAge time.Duration) (int, error) {
+	if s.readOnly {
+		return 0, nil
+	}
+	removed := 0
+	var walkNS func(ns NS) error
+	walkNS = func(ns NS) error {
+		types, err := s.ListTypes(ns)
+		if err != nil {
+			return err
+		}
+		for _, typ := range types {
+			ids, err := s.ListGroups(ns, typ)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				removed += s.cleanGroup(Group{NS: ns, Type: typ, ID: id}, minAge)
+			}
+		}
+		children, err := s.ListNamespaces(ns)
+		if err != nil {
+			return err
+		}
+		for _, c := range children {
+			if err := walkNS(ns.Child(c)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := walkNS(nil)
+	return removed, err
+}
+
+func (s *Store) cleanGroup(g Group, minAge time.Duration) int {
+	removed := 0
+	ents, err := s.readDirRel(g.Dir())
+	if err != nil {
+		return 0
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, TempPrefix) && e.Type().IsRegular():
+			info, err := e.Info()
+			if err != nil || time.Since(info.ModTime()) < minAge {
+				continue
+			}
+			if s.unlinkRel(g.Dir(), name) == nil {
+				s.log.Info("removed temp file left by an interrupted write", "file", s.abs(path.Join(g.Dir(), name)))
+				removed++
+			}
+		case ValidBackupTime(name) && e.IsDir():
+			removed += s.cleanSnapshot(Snapshot{Group: g, Time: name})
+		}
+	}
+	return removed
+}
+
+func (s *Store) cleanSnapshot(sn Snapshot) int {
+	ents, err := s.readDirRel(sn.Dir())
+	if err != nil {
+		return 0
+	}
+	found := false
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), TempPrefix) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return 0
+	}
+	lk, err := s.locker.LockManifest(sn.lockPath(), 0)
+	if err != nil {
+		s.log.Debug("manifest lock busy; temp files left for later", "snapshot", s.abs(sn.Dir()), "err", err)
+		return 0
+	}
+	defer lk.Unlock()
+	n, err := s.removeStaleTemps(sn.Dir())
+	if err != nil {
+		s.log.Warn("cannot clean up temp files", "dir", s.abs(sn.Dir()), "err", err)
+	}
+	return n
+}

@@ -1,0 +1,27 @@
+// Package datastore reads and safely modifies a Proxmox Backup Server datastore
+// directory exactly as PBS itself does, without knowing anything about FUSE.
+//
+// It lists namespaces, backup types, groups and snapshots one directory level at
+// a time (one readdir per level, names validated with PBS's regular
+// expressions), classifies snapshots (finished, unfinished, corrupt, protected),
+// reads manifests through a small LRU cache keyed by the blob file's identity,
+// and performs the three kinds of change pbsfs allows:
+//
+//   - UpdateManifest: PBS's update_manifest — manifest lock (5 s) → load with
+//     CRC check → change the unprotected section only → encode → temp file in
+//     the snapshot directory → fsync → rename → fsync directory, keeping the
+//     original file's owner, group and mode.
+//   - SetGroupNotes: the group notes file, replaced atomically (group lock in
+//     the run scheme, as PBS 4.0.19+ does).
+//   - RemoveSnapshot / RemoveGroup: PBS's destroy — snapshot lock
+//     (non-blocking) → manifest lock → refuse if .protected → remove the
+//     directory → drop the lock files → (run scheme) remove an emptied group.
+//
+// Every path below the datastore is opened with openat2(RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS) relative to a descriptor of the datastore root, so a
+// symlink planted inside the store is never followed and no name can resolve
+// outside it.
+//
+// Errors carry one of the sentinel kinds (ErrNotFound, ErrInUse, ...) for
+// errors.Is, plus the operation, the file and the cause.
+package datastore

@@ -1,0 +1,178 @@
+package datastore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// resolve is the openat2 resolution every access below the root uses: stay
+// beneath the root and follow no symlink at all (not even a trailing one).
+const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+// Shape errors of files found in the store; classify maps both to ErrCorrupt.
+var (
+	errNotRegular = errors.New("not a regular file")
+	errTooBig     = errors.New("file too large")
+)
+
+// Stamp is what pbsfs knows about a file or directory's identity and
+// attributes, taken from one fstat.
+type Stamp struct {
+	Dev, Ino     uint64
+	Size         int64
+	Mode         os.FileMode // permission bits and type
+	UID, GID     uint32
+	Mtime, Ctime time.Time
+	Nlink        uint64
+}
+
+// IsZero reports whether the stamp is empty (the file did not exist).
+func (st Stamp) IsZero() bool { return st.Ino == 0 && st.Dev == 0 }
+
+// IsDir reports whether the stamp describes a directory.
+func (st Stamp) IsDir() bool { return st.Mode.IsDir() }
+
+// IsRegular reports whether the stamp describes a regular file.
+func (st Stamp) IsRegular() bool { return st.Mode.IsRegular() }
+
+func stampOf(st *unix.Stat_t) Stamp {
+	mode := os.FileMode(st.Mode & 0o777)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		mode |= os.ModeDir
+	case unix.S_IFLNK:
+		mode |= os.ModeSymlink
+	case unix.S_IFREG:
+	default:
+		mode |= os.ModeIrregular
+	}
+	return Stamp{
+		Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mode: mode,
+		UID: st.Uid, GID: st.Gid,
+		Mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
+		Ctime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec),
+		Nlink: uint64(st.Nlink),
+	}
+}
+
+// openRel opens a path relative to the datastore root without following any
+// symlink and without leaving the root.
+func (s *Store) openRel(rel string, flags int, mode uint32) (*os.File, error) {
+	if rel == "" {
+		rel = "."
+	}
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Mode: uint64(mode), Resolve: resolve}
+	for {
+		fd, err := unix.Openat2(int(s.root.Fd()), rel, &how)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: s.abs(rel), Err: err}
+		}
+		return os.NewFile(uintptr(fd), s.abs(rel)), nil
+	}
+}
+
+// statRel stats a path relative to the root, not following symlinks
+// anywhere (a symlink gives ELOOP).
+func (s *Store) statRel(rel string) (Stamp, error) {
+	f, err := s.openRel(rel, unix.O_PATH, 0)
+	if err != nil {
+		return Stamp{}, err
+	}
+	defer f.Close()
+	return fstat(f)
+}
+
+func fstat(f *os.File) (Stamp, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return Stamp{}, &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
+	}
+	return stampOf(&st), nil
+}
+
+// readRel reads a whole regular file below the root, at most limit bytes (a
+// larger file is an error). It returns the content and the stamp of the very
+// file read.
+func (s *Store) readRel(rel string, limit int64) ([]byte, Stamp, error) {
+	f, err := s.openRel(rel, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	defer f.Close()
+	st, err := fstat(f)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	if !st.IsRegular() {
+		return nil, st, fmt.Errorf("%s: %w", f.Name(), errNotRegular)
+	}
+	if st.Size > limit {
+		return nil, st, fmt.Errorf("%s: %d bytes, larger than the limit of %d: %w", f.Name(), st.Size, limit, errTooBig)
+	}
+	buf := make([]byte, st.Size)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, st, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	return buf[:n], st, nil
+}
+
+// readDirRel lists a directory below the root: names and types, unsorted.
+func (s *Store) readDirRel(rel string) ([]os.DirEntry, error) {
+	f, err := s.openRel(rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", f.Name(), err)
+	}
+	return ents, nil
+}
+
+// isDirEntry reports whether a directory entry is a real directory (not a
+// symlink to one), stat-ing only when the file system gave no type.
+func (s *Store) isDirEntry(dirRel string, e os.DirEntry) bool {
+	t := e.Type()
+	if t&os.ModeSymlink != 0 {
+		return false
+	}
+	if t.IsDir() {
+		return true
+	}
+	if t&os.ModeType != 0 {
+		return false
+	}
+	// DT_UNKNOWN (some file systems): ask.
+	st, err := s.statRel(path.Join(dirRel, e.Name()))
+	return err == nil && st.IsDir()
+}
+
+// exists reports whether rel exists (as anything, symlinks included).
+func (s *Store) exists(rel string) (bool, error) {
+	dir, name := path.Split(rel)
+	d, err := s.openRel(path.Clean("./"+dir), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	var st unix.Stat_t
+	err = unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == nil {
+		return true, nil
+	}
+	if err == unix.ENOENT {
+		return false, nil
+	}
+	return false, &os.PathError{Op: "stat", Path: s.abs(rel), Err: err}
+}

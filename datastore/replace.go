@@ -1,0 +1,192 @@
+package datastore
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// TempPrefix starts the name of every temporary file pbsfs writes into the
+// datastore. A file with this prefix is pbsfs's own and, once its writer is
+// gone, garbage (see CleanupTemps).
+const TempPrefix = ".pbsfs-tmp-"
+
+// fileOwner is the owner, group and mode a replaced file must keep.
+type fileOwner struct {
+	uid, gid uint32
+	mode     os.FileMode
+}
+
+// replaceFile atomically replaces dirRel/name with data: a temp file in the
+// same directory, fchown+fchmod to keep the owner and mode, fsync, rename over
+// the target, fsync the directory. On any error the temp file is removed and
+// the target is untouched. It returns the stamp of the new file.
+func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (Stamp, error) {
+	dir, err := s.openRel(dirRel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return Stamp{}, err
+	}
+	defer dir.Close()
+	dfd := int(dir.Fd())
+
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return Stamp{}, fmt.Errorf("temp name: %w", err)
+	}
+	tmp := TempPrefix + name + "." + hex.EncodeToString(rnd[:])
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return Stamp{}, &os.PathError{Op: "create", Path: s.abs(dirRel + "/" + tmp), Err: err}
+	}
+	f := os.NewFile(uintptr(fd), s.abs(dirRel+"/"+tmp))
+	committed := false
+	defer func() {
+		f.Close()
+		if !committed {
+			_ = unix.Unlinkat(dfd, tmp, 0)
+		}
+	}()
+
+	if _, err := f.Write(data); err != nil {
+		return Stamp{}, fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	if err := keepOwner(f, own); err != nil {
+		return Stamp{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return Stamp{}, fmt.Errorf("fsync %s: %w", f.Name(), err)
+	}
+	if err := unix.Renameat(dfd, tmp, dfd, name); err != nil {
+		return Stamp{}, &os.PathError{Op: "rename", Path: s.abs(dirRel + "/" + name), Err: err}
+	}
+	committed = true
+	if err := unix.Fsync(dfd); err != nil {
+		return Stamp{}, &os.PathError{Op: "fsync", Path: dir.Name(), Err: err}
+	}
+	return fstat(f)
+}
+
+// keepOwner gives the temp file the owner, group and mode of the file it
+// replaces. chown first: it may clear set-id bits that chmod then restores.
+func keepOwner(f *os.File, own fileOwner) error {
+	st, err := fstat(f)
+	if err != nil {
+		return err
+	}
+	if st.UID != own.uid || st.GID != own.gid {
+		if err := unix.Fchown(int(f.Fd()), int(own.uid), int(own.gid)); err != nil {
+			return &os.PathError{Op: fmt.Sprintf("chown %d:%d (to keep the replaced file's owner)", own.uid, own.gid), Path: f.Name(), Err: err}
+		}
+	}
+	if err := unix.Fchmod(int(f.Fd()), uint32(own.mode.Perm())); err != nil {
+		return &os.PathError{Op: "chmod", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// ownerOf is the owner to keep for a file that exists (st) or, when it does
+// not, the owner of its directory with mode 0644 — what PBS (running as the
+// directory's owner, "backup") would have created.
+func ownerOf(st, dir Stamp) fileOwner {
+	if !st.IsZero() {
+		return fileOwner{st.UID, st.GID, st.Mode.Perm()}
+	}
+	return fileOwner{dir.UID, dir.GID, 0o644}
+}
+
+// removeStaleTemps deletes pbsfs temp files in dirRel. The caller must hold
+// the lock that every writer of that directory holds while its temp file
+// exists, so any temp file found is a crashed writer's.
+func (s *Store) removeStaleTemps(dirRel string) (int, error) {
+	ents, err := s.readDirRel(dirRel)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), TempPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if err := s.unlinkRel(dirRel, e.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return n, err
+		}
+		s.log.Info("removed temp file left by an interrupted write", "file", s.abs(dirRel+"/"+e.Name()))
+		n++
+	}
+	return n, nil
+}
+
+// unlinkRel removes one file (not a directory) in dirRel.
+func (s *Store) unlinkRel(dirRel, name string) error {
+	dir, err := s.openRel(dirRel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil {
+		return &os.PathError{Op: "unlink", Path: s.abs(dirRel + "/" + name), Err: err}
+	}
+	return nil
+}
+
+// removeAllRel removes rel and everything below it without following any
+// symlink (a symlink inside is removed, not its target).
+func (s *Store) removeAllRel(rel string) error {
+	parent, name := splitRel(rel)
+	dir, err := s.openRel(parent, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return removeAllAt(int(dir.Fd()), name, s.abs(rel))
+}
+
+func removeAllAt(dfd int, name, display string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err == unix.ENOENT {
+			return nil
+		}
+		return &os.PathError{Op: "stat", Path: display, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := unix.Unlinkat(dfd, name, 0); err != nil && err != unix.ENOENT {
+			return &os.PathError{Op: "unlink", Path: display, Err: err}
+		}
+		return nil
+	}
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: display, Err: err}
+	}
+	d := os.NewFile(uintptr(fd), display)
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("read directory %s: %w", display, err)
+	}
+	for _, n := range names {
+		if err := removeAllAt(fd, n, display+"/"+n); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	d.Close()
+	if err := unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return &os.PathError{Op: "rmdir", Path: display, Err: err}
+	}
+	return nil
+}
+
+func splitRel(rel string) (dir, name string) {
+	i := strings.LastIndexByte(rel, '/')
+	if i < 0 {
+		return "", rel
+	}
+	return rel[:i], rel[i+1:]
+}
