@@ -37,7 +37,7 @@
 //     corruption rather than guessed at.
 //   - Strings must be valid UTF-8 and \u escapes must not be lone
 //     surrogates (as serde_json::from_slice); control characters must be
-//     escaped; nesting is limited to 128 levels (serde_json's limit).
+//     escaped; nesting is limited to 127 levels (what serde_json's limit admits).
 //   - `unprotected: null` is read as {} (PBS turns Null into an object on the
 //     first edit); any other non-object unprotected value is rejected.
 //   - csum is accepted in either hex case and written lowercase, exactly as

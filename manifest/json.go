@@ -80,15 +80,21 @@ func (e *syntaxError) Error() string {
 	return fmt.Sprintf("JSON syntax error at byte %d: %s", e.off, e.msg)
 }
 
+// parser works on a string copy of the input: one allocation for the whole
+// document, after which every unescaped string, key and number literal is a
+// substring of it (no further allocation). Object members and array elements
+// are collected on shared stacks and copied out at exact size.
 type parser struct {
-	data []byte
-	pos  int
-	buf  []byte // scratch for strings with escapes
+	data    string
+	pos     int
+	buf     []byte    // scratch for strings with escapes
+	members []jmember // stack of members of the objects being parsed
+	values  []jvalue  // stack of elements of the arrays being parsed
 }
 
 // parseJSON parses exactly one JSON value surrounded by optional whitespace.
 func parseJSON(data []byte) (jvalue, error) {
-	p := parser{data: data}
+	p := parser{data: string(data)}
 	p.skipWS()
 	v, err := p.value(0)
 	if err != nil {
@@ -143,7 +149,7 @@ func (p *parser) value(depth int) (jvalue, error) {
 }
 
 func (p *parser) literal(word string) error {
-	if !strings.HasPrefix(string(p.data[p.pos:min(len(p.data), p.pos+len(word))]), word) {
+	if !strings.HasPrefix(p.data[p.pos:], word) {
 		return p.errf("invalid literal, expected %q", word)
 	}
 	p.pos += len(word)
@@ -155,7 +161,8 @@ func (p *parser) object(depth int) (jvalue, error) {
 		return jvalue{}, p.errf("nesting deeper than %d levels", maxDepth)
 	}
 	p.pos++ // '{'
-	var ms []jmember
+	mark := len(p.members)
+	defer func() { p.members = p.members[:mark] }()
 	p.skipWS()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
@@ -180,7 +187,7 @@ func (p *parser) object(depth int) (jvalue, error) {
 		if err != nil {
 			return jvalue{}, err
 		}
-		ms = append(ms, jmember{key: key, val: v})
+		p.members = append(p.members, jmember{key: key, val: v})
 		p.skipWS()
 		if p.pos >= len(p.data) {
 			return jvalue{}, p.errf("unexpected end of input in object")
@@ -196,6 +203,7 @@ func (p *parser) object(depth int) (jvalue, error) {
 		}
 		break
 	}
+	ms := slices.Clone(p.members[mark:])
 	if err := sortMembers(ms); err != nil {
 		return jvalue{}, &syntaxError{off: p.pos, msg: err.Error()}
 	}
@@ -224,14 +232,15 @@ func (p *parser) array(depth int) (jvalue, error) {
 		p.pos++
 		return jvalue{kind: jArray}, nil
 	}
-	var arr []jvalue
+	mark := len(p.values)
+	defer func() { p.values = p.values[:mark] }()
 	for {
 		p.skipWS()
 		v, err := p.value(depth)
 		if err != nil {
 			return jvalue{}, err
 		}
-		arr = append(arr, v)
+		p.values = append(p.values, v)
 		p.skipWS()
 		if p.pos >= len(p.data) {
 			return jvalue{}, p.errf("unexpected end of input in array")
@@ -242,7 +251,7 @@ func (p *parser) array(depth int) (jvalue, error) {
 			continue
 		case ']':
 			p.pos++
-			return jvalue{kind: jArray, arr: arr}, nil
+			return jvalue{kind: jArray, arr: slices.Clone(p.values[mark:])}, nil
 		default:
 			return jvalue{}, p.errf("expected ',' or ']' in array, got %q", p.data[p.pos])
 		}
@@ -292,7 +301,7 @@ func (p *parser) number() (string, error) {
 		}
 	}
 	p.pos = i
-	return string(d[start:i]), nil
+	return d[start:i], nil
 }
 
 // string parses a JSON string starting at the opening quote.
@@ -311,19 +320,19 @@ func (p *parser) string() (string, error) {
 		switch {
 		case c == '"':
 			seg := d[start:i]
-			if !utf8.Valid(seg) {
+			if !utf8.ValidString(seg) {
 				p.pos = start + invalidUTF8Offset(seg)
 				return "", p.errf("invalid UTF-8 in string")
 			}
 			p.pos = i + 1
 			if !escaped {
-				return string(seg), nil
+				return seg, nil
 			}
 			p.buf = append(p.buf, seg...)
 			return string(p.buf), nil
 		case c == '\\':
 			seg := d[start:i]
-			if !utf8.Valid(seg) {
+			if !utf8.ValidString(seg) {
 				p.pos = start + invalidUTF8Offset(seg)
 				return "", p.errf("invalid UTF-8 in string")
 			}
@@ -344,9 +353,9 @@ func (p *parser) string() (string, error) {
 	}
 }
 
-func invalidUTF8Offset(b []byte) int {
+func invalidUTF8Offset(b string) int {
 	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
+		r, n := utf8.DecodeRuneInString(b[i:])
 		if r == utf8.RuneError && n <= 1 {
 			return i
 		}
@@ -407,7 +416,7 @@ func (p *parser) escape(i int) (int, error) {
 	return 2, nil
 }
 
-func hex4(d []byte, i int) (rune, bool) {
+func hex4(d string, i int) (rune, bool) {
 	if i+4 > len(d) {
 		return 0, false
 	}
@@ -431,6 +440,43 @@ func hex4(d []byte, i int) (rune, bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// needsEscape marks the bytes serde_json escapes (immutable table).
+var needsEscape = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// prettySize estimates the pretty output size of v at nesting depth, so the
+// output buffer is allocated once. Escapes are not counted; callers add
+// slack.
+func prettySize(v *jvalue, depth int) int {
+	switch v.kind {
+	case jString, jNumber:
+		return len(v.str) + 2
+	case jArray:
+		n := 2 + 2*depth
+		for i := range v.arr {
+			n += 2 + 2*(depth+1) + prettySize(&v.arr[i], depth+1)
+		}
+		return n
+	case jObject:
+		return 2 + 2*depth + membersSize(v.obj, depth+1)
+	}
+	return 5
+}
+
+// membersSize estimates the size of object members written at depth.
+func membersSize(ms []jmember, depth int) int {
+	n := 0
+	for i := range ms {
+		n += 6 + 2*depth + len(ms[i].key) + prettySize(&ms[i].val, depth)
+	}
+	return n
+}
+
 // appendString appends s as a JSON string with serde_json's escaping:
 // \" \\ \b \f \n \r \t, other bytes below 0x20 as \u00xx (lowercase), and
 // everything else (including '/', '<', '>', '&', DEL, U+2028, U+2029 and
@@ -440,7 +486,7 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
+		if !needsEscape[c] {
 			continue
 		}
 		b = append(b, s[start:i]...)

@@ -50,7 +50,6 @@ type Manifest struct {
 	signed     bool
 	extra      []jmember // unknown top-level keys, sorted
 	unprot     Unprotected
-	sizeHint   int // expected pretty size, to allocate once
 }
 
 func badManifest(format string, args ...any) error {
@@ -71,7 +70,7 @@ func Parse(jsonText []byte) (*Manifest, error) {
 	if v.kind != jObject {
 		return nil, badManifest("document is a JSON %s, expected an object", v.kind)
 	}
-	m := &Manifest{sizeHint: len(jsonText) + 256}
+	m := &Manifest{}
 	var haveType, haveID, haveTime, haveFiles bool
 	for i := range v.obj {
 		mem := &v.obj[i]
@@ -244,7 +243,6 @@ func New(backupType, backupID string, backupTime int64, files []FileInfo) (*Mani
 		backupID:   backupID,
 		backupTime: backupTime,
 		files:      make([]fileEntry, len(files)),
-		sizeHint:   256 + 200*len(files),
 	}
 	for i, f := range files {
 		if f.Filename == "" || !utf8.ValidString(f.Filename) {
@@ -327,7 +325,17 @@ var (
 // the corresponding serde_json::Value: keys sorted byte-wise at every level,
 // two-space indentation, serde escaping, no trailing newline.
 func (m *Manifest) MarshalPretty() []byte {
-	return m.appendPretty(make([]byte, 0, m.sizeHint), true)
+	return m.appendPretty(make([]byte, 0, m.prettySize()), true)
+}
+
+// prettySize estimates the size of MarshalPretty's output (plus slack for
+// escapes) without writing it.
+func (m *Manifest) prettySize() int {
+	n := 160 + len(m.backupID) + len(m.signature) + membersSize(m.extra, 1) + membersSize(m.unprot.members, 2)
+	for i := range m.files {
+		n += 200 + len(m.files[i].Filename) + membersSize(m.files[i].extra, 3)
+	}
+	return n + n/8
 }
 
 // appendPretty writes the document; without withUnprotected the unprotected

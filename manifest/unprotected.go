@@ -27,7 +27,7 @@ func (u *Unprotected) Notes() string {
 // like PBS does, not deleted. s must be valid UTF-8 (ErrInvalidNotes).
 func (u *Unprotected) SetNotes(s string) error {
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("set notes: %w (invalid byte at offset %d)", ErrInvalidNotes, invalidUTF8Offset([]byte(s)))
+		return fmt.Errorf("set notes: %w (invalid byte at offset %d)", ErrInvalidNotes, invalidUTF8Offset(s))
 	}
 	u.put("notes", jvalue{kind: jString, str: s})
 	return nil
