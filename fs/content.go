@@ -1,0 +1,82 @@
+package fs
+
+import (
+	"context"
+	"sync"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+)
+
+// contentCache decides the page-cache flags for files whose content is
+// derived from one datastore file (manifest.json from index.json.blob, owner
+// from owner): the content only changes when that file's stamp does.
+type contentCache struct {
+	mu   sync.Mutex
+	last datastore.Stamp // stamp of the content the kernel may have cached
+	seen bool
+}
+
+// openFlags returns the open flags for content with stamp st:
+//   - same stamp as at the last open: OpenKeepCache, the kernel serves the
+//     pages it already has (the cheap path for `find | xargs cat`);
+//   - first open: no flag, the kernel drops any pages and reads afresh;
+//   - changed since the last open: OpenDirectIO for this open, so that the
+//     read is neither served from old pages nor cut to a cached size that may
+//     still be the old one for up to the TTL; the attributes are invalidated
+//     too (by the caller).
+func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFlags, changed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !c.seen:
+		c.last, c.seen = st, true
+		return 0, false
+	case sameFile(c.last, st):
+		return fuse.OpenKeepCache, false
+	default:
+		c.last = st
+		return fuse.OpenDirectIO, true
+	}
+}
+
+// bytesHandle serves fixed content read at open.
+type bytesHandle struct {
+	data []byte
+}
+
+var (
+	_ fusefs.Handle       = (*bytesHandle)(nil)
+	_ fusefs.HandleReader = (*bytesHandle)(nil)
+)
+
+func (h *bytesHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	resp.Data = readAt(h.data, req.Offset, req.Size)
+	return nil
+}
+
+// readOnlyFile holds the answers shared by manifest.json and owner, which
+// cannot be changed through the mount.
+type readOnlyFile struct {
+	nodeBase
+}
+
+// denied is EROFS in a read-only mount, else EACCES: the file is read-only
+// (mode 0444), whoever asks.
+func (n *readOnlyFile) denied() error {
+	if n.fs.ro {
+		return n.fs.readOnlyErr()
+	}
+	return errAccess
+}
+
+// Setattr refuses everything, times included: nothing of these files can be
+// changed.
+func (n *readOnlyFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	return n.denied()
+}
+
+// Fsync has nothing to write (bazil's default would be EIO).
+func (n *readOnlyFile) Fsync(ctx context.Context, req *fuse.FsyncRequest) error { return nil }

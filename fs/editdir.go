@@ -1,0 +1,225 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+// editDir is what snapshot and group directories share: a notes file and
+// room for the scratch files editors create while saving it (scratch.go).
+//
+// Rename is where saving happens for editors that write a new file and
+// rename it over the old one (sed -i, vim with 'backupcopy' off, many GUI
+// editors): renaming a scratch file onto notes commits its text as the new
+// notes in one locked update and the scratch file is gone. Renaming notes
+// away (vim's and Emacs's "notes~" backups) leaves a scratch copy of the
+// old text under the new name and notes itself stays, readable and
+// writable, since the notes of a snapshot cannot cease to exist.
+type editDir struct {
+	dirBase
+	self     fusefs.Node            // the embedding directory node, for invalidations
+	reserved func(name string) bool // names that are not free for scratch files
+	mkNotes  func() node            // makes the notes node for the child cache
+}
+
+// notesNode returns the directory's notes node: the cached one (whose write
+// session a commit must see) or a transient one.
+func (d *editDir) notesNode() *notesFile {
+	if n, ok := d.kids.peek(NotesName); ok {
+		return n.(*notesFile)
+	}
+	return d.mkNotes().(*notesFile)
+}
+
+// lookupScratch is the fallback of Lookup for names that are not reserved.
+func (d *editDir) lookupScratch(ctx context.Context, name string, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	sf := d.fs.scratchLookup(d.rel, name)
+	if sf == nil {
+		return nil, errNoEnt
+	}
+	if err := sf.Attr(ctx, &resp.Attr); err != nil {
+		return nil, err
+	}
+	resp.EntryValid = d.fs.ttl
+	return sf, nil
+}
+
+// checkNewName refuses names that cannot become scratch files.
+func (d *editDir) checkNewName(name string) error {
+	if d.fs.ro {
+		return d.fs.readOnlyErr()
+	}
+	if d.reserved(name) || name == "." || name == ".." {
+		return errPerm
+	}
+	return nil
+}
+
+// Create makes a scratch file.
+func (d *editDir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	if err := d.checkNewName(req.Name); err != nil {
+		return nil, nil, err
+	}
+	if !req.Mode.IsRegular() {
+		return nil, nil, errPerm
+	}
+	sf := d.fs.newScratch(d.rel, req.Name, req.Mode&^req.Umask, req.Uid, req.Gid)
+	if err := d.fs.scratchAdd(d.rel, req.Name, sf, false); err != nil {
+		return nil, nil, err
+	}
+	d.fs.log.Debug("scratch file created", "file", sf.display())
+	resp.Flags |= fuse.OpenDirectIO
+	resp.EntryValid = d.fs.ttl
+	return sf, &scratchHandle{s: sf, append: req.Flags&fuse.OpenAppend != 0}, nil
+}
+
+// Mknod makes an empty scratch file (NFS servers and some tools create
+// files this way); other node types are refused.
+func (d *editDir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	if err := d.checkNewName(req.Name); err != nil {
+		return nil, err
+	}
+	if !req.Mode.IsRegular() {
+		return nil, errPerm
+	}
+	sf := d.fs.newScratch(d.rel, req.Name, req.Mode&^req.Umask, req.Uid, req.Gid)
+	if err := d.fs.scratchAdd(d.rel, req.Name, sf, false); err != nil {
+		return nil, err
+	}
+	return sf, nil
+}
+
+// Symlink makes a scratch symlink (Emacs's lock file ".#notes").
+func (d *editDir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	if err := d.checkNewName(req.NewName); err != nil {
+		return nil, err
+	}
+	sf := d.fs.newScratch(d.rel, req.NewName, 0o777, req.Uid, req.Gid)
+	sf.link, sf.target = true, req.Target
+	if err := d.fs.scratchAdd(d.rel, req.NewName, sf, false); err != nil {
+		return nil, err
+	}
+	return sf, nil
+}
+
+// removeFile is unlink in an edit directory: scratch files go, notes and the
+// other reserved names stay (EPERM, deliberately: notes cannot be deleted,
+// only emptied, and `rm -r` of a snapshot must not look like it worked).
+func (d *editDir) removeFile(name string) error {
+	if d.fs.ro {
+		return d.fs.readOnlyErr()
+	}
+	if d.reserved(name) {
+		return errPerm
+	}
+	if d.fs.scratchRemove(d.rel, name) == nil {
+		return errNoEnt
+	}
+	return nil
+}
+
+// Rename within the directory; see editDir. Renames to another directory
+// are EXDEV (mv then copies, which ends in the same operations here).
+func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	if d.fs.ro {
+		return d.fs.readOnlyErr()
+	}
+	if newDir != d.self {
+		return fuse.Errno(syscall.EXDEV)
+	}
+	from, to := req.OldName, req.NewName
+	switch {
+	case from == to:
+		return nil
+	case from == NotesName:
+		if d.reserved(to) {
+			return errPerm
+		}
+		return d.backupNotes(to)
+	case d.reserved(from):
+		return errPerm
+	}
+	sf := d.fs.scratchLookup(d.rel, from)
+	if sf == nil {
+		return errNoEnt
+	}
+	switch {
+	case to == NotesName:
+		return d.commitScratch(from, sf)
+	case d.reserved(to):
+		return errPerm
+	}
+	if err := d.fs.scratchAdd(d.rel, to, sf, true); err != nil {
+		return err
+	}
+	d.fs.scratchRemove(d.rel, from)
+	return nil
+}
+
+// backupNotes is rename(notes, to): a scratch file to with the committed
+// text and the notes file's attributes; notes stays as it is.
+func (d *editDir) backupNotes(to string) error {
+	n := d.notesNode()
+	text, st, err := n.src.load()
+	if err != nil {
+		return d.fs.errno("rename "+n.display(), err)
+	}
+	sf := d.fs.newScratch(d.rel, to, 0o644, st.UID, st.GID)
+	sf.data = []byte(text)
+	sf.mtime, sf.ctime = st.Mtime, time.Now()
+	if err := d.fs.scratchAdd(d.rel, to, sf, true); err != nil {
+		return err
+	}
+	// The kernel now has the notes node under the name "to"; make it look
+	// "to" up again, which finds the copy.
+	d.fs.invalidateEntry(d.self, to)
+	d.fs.log.Debug("notes renamed away: kept notes, made a scratch copy", "dir", d.display(), "copy", to)
+	return nil
+}
+
+// commitScratch is rename(scratch, notes): the scratch file's text becomes
+// the notes in one locked update, unconditionally (the renamer replaces the
+// file as a whole, as rename does on a local disk).
+func (d *editDir) commitScratch(from string, sf *scratchFile) error {
+	sf.mu.Lock()
+	if sf.link {
+		sf.mu.Unlock()
+		return errPerm
+	}
+	text := string(sf.data)
+	sf.mu.Unlock()
+	if !utf8.ValidString(text) {
+		return errIllegal
+	}
+	if len(text) > d.fs.maxNotes {
+		return errTooBig
+	}
+	n := d.notesNode()
+	n.mu.Lock()
+	err := n.src.replace(nil, text)
+	if err == nil {
+		if s := n.sess; s != nil && !s.dirty {
+			// An idle write session continues from the new text.
+			s.buf, s.base, s.derived = []byte(text), text, true
+		}
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return d.fs.errno("rename "+sf.display()+" to notes", err)
+	}
+	d.fs.scratchRemove(d.rel, from)
+	sf.mu.Lock()
+	sf.notes = n
+	sf.mu.Unlock()
+	n.afterCommit()
+	// The kernel now has the scratch node under the name "notes"; make it
+	// look notes up again, which finds the notes node.
+	d.fs.invalidateEntry(d.self, NotesName)
+	d.fs.log.Debug("notes replaced by rename", "file", n.display(), "from", from, "bytes", len(text))
+	return nil
+}

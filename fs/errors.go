@@ -1,0 +1,140 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+
+	"bazil.org/fuse"
+
+	"pbsfs/datastore"
+	"pbsfs/manifest"
+)
+
+// Errors this package produces itself. They already are errnos; errno passes
+// them through unchanged.
+var (
+	errNoEnt    = fuse.Errno(syscall.ENOENT)
+	errPerm     = fuse.Errno(syscall.EPERM)
+	errAccess   = fuse.Errno(syscall.EACCES)
+	errTooBig   = fuse.Errno(syscall.EFBIG)
+	errIllegal  = fuse.Errno(syscall.EILSEQ) // notes that are not UTF-8
+	errExist    = fuse.Errno(syscall.EEXIST)
+	errNotDir   = fuse.Errno(syscall.ENOTDIR)
+	errIsDir    = fuse.Errno(syscall.EISDIR)
+	errInval    = fuse.Errno(syscall.EINVAL)
+	errNotEmpty = fuse.Errno(syscall.ENOTEMPTY)
+)
+
+// passThrough lists the causes of a datastore ErrIO whose errno means
+// something to the user as it is ("No space left on device") and is passed
+// on instead of a bare EIO.
+var passThrough = map[syscall.Errno]bool{
+	syscall.ENOSPC:       true,
+	syscall.EDQUOT:       true,
+	syscall.EACCES:       true,
+	syscall.EPERM:        true,
+	syscall.EROFS:        true,
+	syscall.ENAMETOOLONG: true,
+	syscall.EMFILE:       true,
+	syscall.ENFILE:       true,
+	syscall.ENOMEM:       true,
+}
+
+// errno is the one place that turns an error into the errno the kernel gets.
+// op names the operation and file for log lines ("lookup vm/100/notes").
+//
+//	datastore.ErrNotFound     ENOENT
+//	datastore.ErrUnfinished   ENOENT   (a snapshot without manifest has no notes or manifest.json)
+//	datastore.ErrInUse        EBUSY    (snapshot or group lock held: backup, restore, verify, sync)
+//	datastore.ErrProtected    EPERM
+//	datastore.ErrCorrupt      EIO      + warning naming the file
+//	datastore.ErrLockTimeout  EAGAIN   (manifest lock not had within 5 s: try again)
+//	datastore.ErrInvalid      EILSEQ for notes that are not UTF-8, EFBIG for too large, else EINVAL
+//	datastore.ErrReadOnly     EROFS
+//	datastore.ErrStale        ESTALE   (notes changed by someone else since they were read)
+//	datastore.ErrNotEmpty     ENOTEMPTY
+//	datastore.ErrEncrypted    EACCES
+//	datastore.ErrIO           the cause's errno if it is one of passThrough, else EIO + error line
+//	context.Canceled          EINTR
+//	fuse.Errno, syscall.Errno unchanged (produced by this package)
+//	anything else             EIO + error line with the cause
+func (f *FS) errno(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch e := err.(type) {
+	case fuse.Errno:
+		return e
+	case syscall.Errno:
+		return fuse.Errno(e)
+	}
+	switch {
+	case errors.Is(err, datastore.ErrNotFound), errors.Is(err, datastore.ErrUnfinished):
+		return fuse.Errno(syscall.ENOENT)
+	case errors.Is(err, datastore.ErrInUse):
+		f.log.Info(op+": in use", "err", err)
+		return fuse.Errno(syscall.EBUSY)
+	case errors.Is(err, datastore.ErrProtected):
+		f.log.Info(op+": protected", "err", err)
+		return fuse.Errno(syscall.EPERM)
+	case errors.Is(err, datastore.ErrCorrupt):
+		f.warnOnce(op+": corrupt data", err)
+		return fuse.Errno(syscall.EIO)
+	case errors.Is(err, datastore.ErrLockTimeout):
+		f.log.Warn(op+": lock timeout", "err", err)
+		return fuse.Errno(syscall.EAGAIN)
+	case errors.Is(err, datastore.ErrInvalid):
+		f.log.Info(op+": invalid", "err", err)
+		switch {
+		case errors.Is(err, manifest.ErrInvalidNotes):
+			return errIllegal
+		case errors.Is(err, manifest.ErrTooLarge):
+			return errTooBig
+		}
+		return errInval
+	case errors.Is(err, datastore.ErrReadOnly):
+		return fuse.Errno(syscall.EROFS)
+	case errors.Is(err, datastore.ErrStale):
+		f.log.Warn(op+": changed by someone else meanwhile; not written", "err", err)
+		return fuse.Errno(syscall.ESTALE)
+	case errors.Is(err, datastore.ErrNotEmpty):
+		return fuse.Errno(syscall.ENOTEMPTY)
+	case errors.Is(err, datastore.ErrEncrypted):
+		return fuse.Errno(syscall.EACCES)
+	case errors.Is(err, context.Canceled):
+		return fuse.Errno(syscall.EINTR)
+	}
+	var se syscall.Errno
+	if errors.As(err, &se) && passThrough[se] {
+		f.log.Warn(op+" failed", "err", err)
+		return fuse.Errno(se)
+	}
+	f.log.Error(op+": i/o error", "err", err)
+	return fuse.Errno(syscall.EIO)
+}
+
+// warnOnce logs err at warning level the first time it is seen and at debug
+// level afterwards, so that `ls -lR` over a corrupt snapshot does not flood
+// the log with one line per stat.
+func (f *FS) warnOnce(msg string, err error) {
+	key := err.Error()
+	f.warnedMu.Lock()
+	_, seen := f.warned[key]
+	if !seen {
+		if len(f.warned) >= maxWarned {
+			clear(f.warned)
+		}
+		f.warned[key] = struct{}{}
+	}
+	f.warnedMu.Unlock()
+	if seen {
+		f.log.Debug(msg, "err", err)
+		return
+	}
+	f.log.Warn(msg, "err", err)
+}
+
+// maxWarned bounds the memory warnOnce uses; past it, it forgets everything
+// and warns again.
+const maxWarned = 1024

@@ -1,0 +1,180 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+	"golang.org/x/sys/unix"
+
+	"pbsfs/datastore"
+)
+
+// DefaultTTL is how long the kernel may cache attributes and directory
+// entries. PBS changes things behind our back (new snapshots, prune, notes
+// edited in the GUI); one second keeps them visible within a second while
+// still letting `ls -l` and editors reuse what they just looked up.
+const DefaultTTL = time.Second
+
+// Options configure New.
+type Options struct {
+	// ReadOnly presents every file and directory without write permission
+	// and refuses every change with EROFS. The mount itself should also be
+	// read-only (MountOptions does that).
+	ReadOnly bool
+	// TTL is the attribute and entry validity handed to the kernel;
+	// 0 means DefaultTTL.
+	TTL time.Duration
+	// MaxNotesSize bounds a notes text being written (EFBIG beyond);
+	// 0 means datastore.MaxNotesSize, the limit the datastore enforces.
+	MaxNotesSize int
+	// Logger receives error and debug lines; nil discards them.
+	Logger *slog.Logger
+}
+
+// FS is the file system. It implements bazil's fs.FS and fs.FSStatfser.
+type FS struct {
+	store    *datastore.Store
+	ro       bool
+	ttl      time.Duration
+	maxNotes int
+	log      *slog.Logger
+	root     *nsDir
+
+	srv atomic.Pointer[fusefs.Server]
+
+	// scratch holds the editors' scratch files per directory (see
+	// scratch.go). It lives here and not in the directory nodes because
+	// the kernel may forget a directory node while scratch files in it are
+	// still expected to exist.
+	scratchMu sync.Mutex
+	scratch   map[string]*scratchDir // key: the directory's relative path
+
+	warnedMu sync.Mutex
+	warned   map[string]struct{} // see warnOnce
+}
+
+var (
+	_ fusefs.FS          = (*FS)(nil)
+	_ fusefs.FSStatfser  = (*FS)(nil)
+	_ fusefs.FSDestroyer = (*FS)(nil)
+)
+
+// New returns the file system for an open datastore. The store's own
+// read-only flag is honoured as well as o.ReadOnly.
+func New(store *datastore.Store, o Options) *FS {
+	f := &FS{
+		store:    store,
+		ro:       o.ReadOnly || store.ReadOnly(),
+		ttl:      o.TTL,
+		maxNotes: o.MaxNotesSize,
+		log:      o.Logger,
+		scratch:  map[string]*scratchDir{},
+		warned:   map[string]struct{}{},
+	}
+	if f.ttl <= 0 {
+		f.ttl = DefaultTTL
+	}
+	if f.maxNotes <= 0 {
+		f.maxNotes = datastore.MaxNotesSize
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	f.root = &nsDir{dirBase: dirBase{nodeBase: nodeBase{fs: f, rel: "", ino: rootInode}}}
+	return f
+}
+
+// MountOptions returns the bazil mount options pbsfs mounts with: FSName and
+// Subtype "pbsfs", ReadOnly for read-only mounts, and AllowOther together
+// with DefaultPermissions (the kernel then enforces the modes shown, so other
+// users can read notes but not change them).
+func MountOptions(readOnly, allowOther bool) []fuse.MountOption {
+	opts := []fuse.MountOption{
+		fuse.FSName("pbsfs"),
+		fuse.Subtype("pbsfs"),
+		fuse.MaxReadahead(128 << 10),
+	}
+	if readOnly {
+		opts = append(opts, fuse.ReadOnly())
+	}
+	if allowOther {
+		opts = append(opts, fuse.AllowOther(), fuse.DefaultPermissions())
+	}
+	return opts
+}
+
+// SetServer gives the file system the server it is served by, so that it
+// can invalidate kernel caches after changes (removed snapshots, committed
+// notes). Without it nothing is invalidated and changes show after the TTL.
+func (f *FS) SetServer(s *fusefs.Server) { f.srv.Store(s) }
+
+// Store is the datastore being served.
+func (f *FS) Store() *datastore.Store { return f.store }
+
+// Root implements fusefs.FS.
+func (f *FS) Root() (fusefs.Node, error) { return f.root, nil }
+
+// Statfs reports the datastore file system's numbers, so df shows the space
+// left for backups.
+func (f *FS) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(f.store.Path(), &st); err != nil {
+		return f.errno("statfs", err)
+	}
+	resp.Blocks = st.Blocks
+	resp.Bfree = st.Bfree
+	resp.Bavail = st.Bavail
+	resp.Files = st.Files
+	resp.Ffree = st.Ffree
+	resp.Bsize = uint32(st.Bsize)
+	resp.Frsize = uint32(st.Frsize)
+	resp.Namelen = 255
+	return nil
+}
+
+// Destroy implements fusefs.FSDestroyer (sent only for fuseblk mounts on
+// Linux, so mostly never); it drops the scratch files.
+func (f *FS) Destroy() {
+	f.scratchMu.Lock()
+	f.scratch = map[string]*scratchDir{}
+	f.scratchMu.Unlock()
+}
+
+// invalidateEntry tells the kernel to forget its cached entry name in dir.
+// It runs in a goroutine: the kernel may hold dir's lock for the very
+// request being answered, and the invalidation waits for that lock.
+func (f *FS) invalidateEntry(dir fusefs.Node, name string) {
+	srv := f.srv.Load()
+	if srv == nil {
+		return
+	}
+	go func() {
+		if err := srv.InvalidateEntry(dir, name); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+			f.log.Debug("cannot invalidate kernel entry", "name", name, "err", err)
+		}
+	}()
+}
+
+// invalidateData tells the kernel that a node's attributes and content
+// changed (page cache and attribute cache). Asynchronous for the same reason
+// as invalidateEntry.
+func (f *FS) invalidateData(n fusefs.Node) {
+	srv := f.srv.Load()
+	if srv == nil {
+		return
+	}
+	go func() {
+		if err := srv.InvalidateNodeData(n); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+			f.log.Debug("cannot invalidate kernel node data", "err", err)
+		}
+	}()
+}
+
+// readOnlyErr is what every change gets in a read-only mount.
+func (f *FS) readOnlyErr() error { return fuse.Errno(unix.EROFS) }

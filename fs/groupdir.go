@@ -1,0 +1,123 @@
+package fs
+
+import (
+	"context"
+	"errors"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+)
+
+// groupDir is a backup group: notes (the group notes, read-write), owner
+// (read-only), one directory per snapshot, and editors' scratch files. rmdir
+// of a snapshot directory removes the snapshot (PBS "forget").
+type groupDir struct {
+	editDir
+	g      datastore.Group
+	parent *typeDir
+}
+
+var (
+	_ fusefs.Node                = (*groupDir)(nil)
+	_ fusefs.NodeRequestLookuper = (*groupDir)(nil)
+	_ fusefs.HandleReadDirAller  = (*groupDir)(nil)
+	_ fusefs.NodeForgetter       = (*groupDir)(nil)
+	_ fusefs.NodeRemover         = (*groupDir)(nil)
+	_ fusefs.NodeMkdirer         = (*groupDir)(nil)
+	_ fusefs.NodeCreater         = (*groupDir)(nil)
+	_ fusefs.NodeMknoder         = (*groupDir)(nil)
+	_ fusefs.NodeSymlinker       = (*groupDir)(nil)
+	_ fusefs.NodeRenamer         = (*groupDir)(nil)
+	_ fusefs.NodeLinker          = (*groupDir)(nil)
+	_ fusefs.NodeSetattrer       = (*groupDir)(nil)
+	_ fusefs.NodeFsyncer         = (*groupDir)(nil)
+)
+
+func newGroupDir(f *FS, parent *typeDir, rel string, g datastore.Group) *groupDir {
+	d := &groupDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, g: g, parent: parent}
+	d.self = d
+	d.reserved = func(name string) bool {
+		return name == NotesName || name == OwnerName || datastore.ValidBackupTime(name)
+	}
+	d.mkNotes = func() node { return newGroupNotes(f, d) }
+	return d
+}
+
+func (d *groupDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	st, err := d.fs.store.StatGroup(d.g)
+	if err != nil {
+		return d.fs.errno("stat "+d.display(), err)
+	}
+	d.fs.dirAttr(a, d.ino, st)
+	return nil
+}
+
+func (d *groupDir) snapshot(name string) datastore.Snapshot {
+	return datastore.Snapshot{Group: d.g, Time: name}
+}
+
+func (d *groupDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	name := req.Name
+	switch {
+	case name == NotesName:
+		return d.lookupChild(ctx, name, resp, d.mkNotes)
+	case name == OwnerName:
+		return d.lookupChild(ctx, name, resp, func() node { return newOwnerFile(d.fs, d) })
+	case datastore.ValidBackupTime(name):
+		return d.lookupChild(ctx, name, resp, func() node {
+			return newSnapDir(d.fs, d.rel+"/"+name, d.snapshot(name))
+		})
+	}
+	return d.lookupScratch(ctx, name, resp)
+}
+
+func (d *groupDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	snaps, err := d.fs.store.ListSnapshots(d.g)
+	if err != nil {
+		return nil, d.fs.errno("list "+d.display(), err)
+	}
+	ents := append(d.dots(), d.dirent(NotesName, fuse.DT_File))
+	if _, _, err := d.fs.store.GroupOwner(d.g); err == nil {
+		ents = append(ents, d.dirent(OwnerName, fuse.DT_File))
+	} else if !errors.Is(err, datastore.ErrNotFound) {
+		// Listed anyway: looking it up reports the problem.
+		ents = append(ents, d.dirent(OwnerName, fuse.DT_File))
+	}
+	for _, s := range snaps {
+		ents = append(ents, d.dirent(s, fuse.DT_Dir))
+	}
+	return append(ents, d.fs.scratchList(d.rel)...), nil
+}
+
+// Remove: rmdir of a snapshot directory removes the snapshot the way PBS's
+// forget does (EBUSY while a backup, restore, verify or sync holds it, EPERM
+// when protected); unlink removes scratch files only.
+func (d *groupDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	if !req.Dir {
+		return d.removeFile(req.Name)
+	}
+	if d.fs.ro {
+		return d.fs.readOnlyErr()
+	}
+	if !datastore.ValidBackupTime(req.Name) {
+		return errNoEnt
+	}
+	sn := d.snapshot(req.Name)
+	if err := d.fs.store.RemoveSnapshot(sn); err != nil {
+		return d.fs.errno("rmdir "+d.display()+"/"+req.Name, err)
+	}
+	d.kids.drop(req.Name)
+	d.fs.dropScratchBelow(sn.Dir())
+	// PBS (run scheme) removes a group whose last snapshot went; then the
+	// group directory must vanish from the kernel's cache too.
+	if _, err := d.fs.store.StatGroup(d.g); errors.Is(err, datastore.ErrNotFound) {
+		d.fs.dropScratchBelow(d.g.Dir())
+		if d.parent != nil {
+			d.parent.kids.drop(d.g.ID)
+			d.fs.invalidateEntry(d.parent, d.g.ID)
+		}
+	}
+	return nil
+}

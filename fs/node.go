@@ -1,0 +1,274 @@
+package fs
+
+import (
+	"context"
+	"hash/fnv"
+	"os"
+	"path"
+	"sync"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+)
+
+// rootInode is the inode number of the mount's root; FUSE fixes it at 1.
+const rootInode = 1
+
+// inodeOf is the inode number of the file at rel (the path relative to the
+// mount root, which is also its path relative to the datastore root): the
+// FNV-64a hash of the path. It is deterministic across mounts and stable for
+// as long as the path exists, which is what `find`, `du`, `tar` and editors
+// comparing st_ino need; 0 is invalid and 1 is the root's, so both are
+// moved out of the way. Collisions need 2^32 files to become likely.
+func inodeOf(rel string) uint64 {
+	if rel == "" {
+		return rootInode
+	}
+	h := fnv.New64a()
+	h.Write([]byte(rel))
+	v := h.Sum64()
+	if v < 2 {
+		v += 2
+	}
+	return v
+}
+
+// node is what every node of this package is: a bazil node with a base.
+type node interface {
+	fusefs.Node
+	base() *nodeBase
+}
+
+// nodeBase is embedded by every node.
+type nodeBase struct {
+	fs  *FS
+	rel string // path relative to the mount root (and to the datastore root)
+	ino uint64
+
+	// forget removes the node from its parent's cache; set by children.get
+	// before the node is published, so it needs no lock.
+	forget func()
+}
+
+func (n *nodeBase) base() *nodeBase { return n }
+
+// Forget implements fusefs.NodeForgetter: the kernel dropped its last
+// reference, so the parent stops handing out this object and a later lookup
+// makes a fresh one (restic's TreeCache pattern; keeps memory bounded on
+// large stores).
+func (n *nodeBase) Forget() {
+	if n.forget != nil {
+		n.forget()
+	}
+}
+
+// display is the node's path for log lines.
+func (n *nodeBase) display() string { return "/" + n.rel }
+
+func newBase(f *FS, rel string) nodeBase {
+	return nodeBase{fs: f, rel: rel, ino: inodeOf(rel)}
+}
+
+// children caches a directory's child nodes by name, so that a lookup
+// returns the same node object for the same name until the kernel forgets
+// it. bazil keys its node IDs by object; a fresh object per lookup would
+// give each lookup a new node ID, defeat the kernel's caches and confuse
+// tools that compare inodes (restic commit 6ec2b62ec, macOS #4971).
+type children struct {
+	mu sync.Mutex
+	m  map[string]node
+}
+
+// get returns the cached child name, or makes, caches and returns a new one
+// with mk (created then reports true).
+func (c *children) get(name string, mk func() node) (n node, created bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.m[name]; ok {
+		return n, false
+	}
+	n = mk()
+	n.base().forget = func() { c.remove(name, n) }
+	if c.m == nil {
+		c.m = map[string]node{}
+	}
+	c.m[name] = n
+	return n, true
+}
+
+// peek returns the cached child name, if any.
+func (c *children) peek(name string) (node, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.m[name]
+	return n, ok
+}
+
+// remove drops name from the cache if it still maps to n.
+func (c *children) remove(name string, n node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.m[name]; ok && cur == n {
+		delete(c.m, name)
+	}
+}
+
+// drop removes name from the cache whatever it maps to.
+func (c *children) drop(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, name)
+}
+
+// dirBase is embedded by every directory node: the child cache, the lookup
+// protocol and deliberate answers to every change a directory does not
+// support (bazil's defaults would be EIO or a silent success).
+type dirBase struct {
+	nodeBase
+	kids children
+}
+
+// lookupChild returns the child for name, made with mk when not cached, once
+// its attributes could be read (which is also how a missing child is found
+// out). A child that turned out not to exist is not kept. The attributes
+// end up in resp; bazil asks for them once more afterwards, which costs a
+// stat and keeps every node's Attr the single source of its attributes.
+func (d *dirBase) lookupChild(ctx context.Context, name string, resp *fuse.LookupResponse, mk func() node) (fusefs.Node, error) {
+	n, created := d.kids.get(name, mk)
+	if err := n.Attr(ctx, &resp.Attr); err != nil {
+		if created {
+			d.kids.remove(name, n)
+		}
+		return nil, err
+	}
+	resp.EntryValid = d.fs.ttl
+	return n, nil
+}
+
+// dots are the "." and ".." entries every directory lists.
+func (d *dirBase) dots() []fuse.Dirent {
+	parent := uint64(rootInode)
+	if d.rel != "" {
+		if p := path.Dir(d.rel); p != "." {
+			parent = inodeOf(p)
+		}
+	}
+	return []fuse.Dirent{
+		{Inode: d.ino, Type: fuse.DT_Dir, Name: "."},
+		{Inode: parent, Type: fuse.DT_Dir, Name: ".."},
+	}
+}
+
+// dirent is the listing entry of child name of type typ.
+func (d *dirBase) dirent(name string, typ fuse.DirentType) fuse.Dirent {
+	return fuse.Dirent{Inode: inodeOf(path.Join(d.rel, name)), Type: typ, Name: name}
+}
+
+// denied is the errno for a change this directory does not support: EROFS in
+// a read-only mount, else EPERM.
+func (d *dirBase) denied() error {
+	if d.fs.ro {
+		return d.fs.readOnlyErr()
+	}
+	return errPerm
+}
+
+// Mkdir: namespaces, groups and snapshots are made by PBS, not by mkdir.
+func (d *dirBase) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
+	return nil, d.denied()
+}
+
+// Remove: the default for directories that hold nothing removable.
+func (d *dirBase) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	return d.denied()
+}
+
+// Create: files can only be created where editors need scratch files
+// (snapshot and group directories override this).
+func (d *dirBase) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	return nil, nil, d.denied()
+}
+
+// Symlink: as Create.
+func (d *dirBase) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	return nil, d.denied()
+}
+
+// Mknod: as Create.
+func (d *dirBase) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	return nil, d.denied()
+}
+
+// Link: hard links are never supported.
+func (d *dirBase) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
+	return nil, d.denied()
+}
+
+// Rename: as Create.
+func (d *dirBase) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	return d.denied()
+}
+
+// Setattr on a directory: times are accepted and ignored (touch, cp -p and
+// tar set them); mode, owner and size changes are refused.
+func (d *dirBase) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	if d.fs.ro {
+		return d.fs.readOnlyErr()
+	}
+	if req.Valid.Mode() || req.Valid.Uid() || req.Valid.Gid() || req.Valid.Size() {
+		return errPerm
+	}
+	return nil
+}
+
+// Fsync on a directory has nothing to do.
+func (d *dirBase) Fsync(ctx context.Context, req *fuse.FsyncRequest) error { return nil }
+
+// dirAttr fills a for a directory from the stamp of the directory it shows.
+func (f *FS) dirAttr(a *fuse.Attr, ino uint64, st datastore.Stamp) {
+	mode := os.FileMode(0o755)
+	if f.ro {
+		mode = 0o555
+	}
+	a.Valid = f.ttl
+	a.Inode = ino
+	a.Mode = os.ModeDir | mode
+	a.Size = uint64(max(st.Size, 0))
+	a.Blocks = (a.Size + 511) / 512
+	a.Nlink = uint32(max(st.Nlink, 1))
+	a.Uid, a.Gid = st.UID, st.GID
+	a.Mtime, a.Ctime, a.Atime = st.Mtime, st.Ctime, st.Mtime
+	a.BlockSize = 4096
+}
+
+// fileAttr fills a for a file of size bytes whose times and owner come from
+// st, with the permission bits perm (write bits removed in read-only mounts).
+func (f *FS) fileAttr(a *fuse.Attr, ino uint64, size int, st datastore.Stamp, perm os.FileMode) {
+	if f.ro {
+		perm &^= 0o222
+	}
+	a.Valid = f.ttl
+	a.Inode = ino
+	a.Mode = perm
+	a.Size = uint64(size)
+	a.Blocks = (a.Size + 511) / 512
+	a.Nlink = 1
+	a.Uid, a.Gid = st.UID, st.GID
+	a.Mtime, a.Ctime, a.Atime = st.Mtime, st.Ctime, st.Mtime
+	a.BlockSize = 4096
+}
+
+// sameFile reports whether two stamps describe the same content of the same
+// file (the datastore replaces files by rename, so a change gives a new inode
+// or at least a new size, mtime or ctime).
+func sameFile(a, b datastore.Stamp) bool {
+	return a.Dev == b.Dev && a.Ino == b.Ino && a.Size == b.Size &&
+		a.Mtime.Equal(b.Mtime) && a.Ctime.Equal(b.Ctime)
+}
+
+// writable reports whether open flags ask for write access.
+func writable(fl fuse.OpenFlags) bool {
+	return fl&fuse.OpenAccessModeMask != fuse.OpenReadOnly
+}

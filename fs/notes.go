@@ -1,0 +1,442 @@
+package fs
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"syscall"
+	"unicode/utf8"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+)
+
+// notesSource is where a notes file's text lives.
+type notesSource interface {
+	// load returns the committed text and the stamp of the file the
+	// attributes come from (the manifest blob, the group notes file, or
+	// for a group without notes file the group directory).
+	load() (string, datastore.Stamp, error)
+	// replace writes text in one locked update, provided the text found
+	// under the lock still equals *base (any text when base is nil).
+	replace(base *string, text string) error
+}
+
+// snapNotes: unprotected.notes of a snapshot's manifest. Attributes come
+// from index.json.blob.
+type snapNotes struct {
+	store *datastore.Store
+	sn    datastore.Snapshot
+}
+
+func (s snapNotes) load() (string, datastore.Stamp, error) {
+	m, st, err := s.store.Manifest(s.sn)
+	if err != nil {
+		return "", st, err
+	}
+	return m.Notes(), st, nil
+}
+
+func (s snapNotes) replace(base *string, text string) error {
+	return s.store.ReplaceNotes(s.sn, base, text)
+}
+
+// groupNotes: the group's notes file; a group without one shows empty notes
+// with the group directory's owner and times.
+type groupNotes struct {
+	store *datastore.Store
+	g     datastore.Group
+}
+
+func (s groupNotes) load() (string, datastore.Stamp, error) {
+	text, st, err := s.store.GroupNotes(s.g)
+	if err != nil {
+		return "", st, err
+	}
+	if st.IsZero() {
+		if st, err = s.store.StatGroup(s.g); err != nil {
+			return "", st, err
+		}
+	}
+	return text, st, nil
+}
+
+func (s groupNotes) replace(base *string, text string) error {
+	return s.store.ReplaceGroupNotes(s.g, base, text)
+}
+
+// notesFile is a snapshot's or a group's notes, readable and writable.
+//
+// Writes are buffered in memory in one write session per node, shared by
+// every descriptor open for writing, so that all descriptors see the same
+// text as with a local file. (bazil hands Setattr only the kernel's handle
+// ID, never our handle, so a truncation through one descriptor — open with
+// O_TRUNC, ftruncate — could not be applied to a per-descriptor buffer
+// reliably.) The session starts from the committed text; the first write
+// opener loads it, later openers join. It is committed — one locked
+// ReplaceNotes or ReplaceGroupNotes — on fsync, on every close (flush) of a
+// writing descriptor, and on the last release if still dirty; setting the
+// size without a descriptor (truncate -s) commits at once.
+//
+// Lost updates are refused, not made: a commit passes the text the session
+// was built on as base, so if someone else (the PBS GUI, another mount)
+// changed the notes meanwhile, nothing is written and the close or fsync
+// fails with ESTALE. Only a session whose content no longer depends on the
+// old text — truncated to zero before anything else was written, as
+// `echo x > notes` and editors do — replaces unconditionally.
+type notesFile struct {
+	nodeBase
+	src notesSource
+	// changed is called after a commit (invalidates manifest.json); may be nil.
+	changed func()
+
+	mu   sync.Mutex
+	sess *notesSession // nil while nobody has it open for writing
+}
+
+// notesSession is the write buffer of a notesFile.
+type notesSession struct {
+	buf     []byte
+	base    string // the committed text buf was built on
+	derived bool   // buf depends on base: false once truncated to 0
+	dirty   bool   // buf differs from what was last committed
+	writers int    // open writing handles
+}
+
+var (
+	_ fusefs.Node          = (*notesFile)(nil)
+	_ fusefs.NodeOpener    = (*notesFile)(nil)
+	_ fusefs.NodeSetattrer = (*notesFile)(nil)
+	_ fusefs.NodeFsyncer   = (*notesFile)(nil)
+	_ fusefs.NodeForgetter = (*notesFile)(nil)
+)
+
+// NotesName is the name of the notes file in snapshot and group directories.
+const NotesName = "notes"
+
+func newSnapNotes(f *FS, d *snapDir) *notesFile {
+	n := &notesFile{
+		nodeBase: newBase(f, d.rel+"/"+NotesName),
+		src:      snapNotes{store: f.store, sn: d.sn},
+	}
+	n.changed = func() {
+		if m, ok := d.kids.peek(ManifestName); ok {
+			f.invalidateData(m)
+		}
+	}
+	return n
+}
+
+func newGroupNotes(f *FS, d *groupDir) *notesFile {
+	return &notesFile{
+		nodeBase: newBase(f, d.rel+"/"+NotesName),
+		src:      groupNotes{store: f.store, g: d.g},
+	}
+}
+
+// Attr: size is the committed text's, or the pending text's while a writer
+// has changed it (so that the kernel's idea of the size matches what reads
+// return); times and owner are those of the file the text is stored in.
+func (n *notesFile) Attr(ctx context.Context, a *fuse.Attr) error {
+	text, st, err := n.src.load()
+	if err != nil {
+		return n.fs.errno("stat "+n.display(), err)
+	}
+	size := len(text)
+	n.mu.Lock()
+	if s := n.sess; s != nil && s.dirty {
+		size = len(s.buf)
+	}
+	n.mu.Unlock()
+	n.fs.fileAttr(a, n.ino, size, st, 0o644)
+	return nil
+}
+
+// Open always answers with OpenDirectIO: reads and writes bypass the page
+// cache, so text changed by PBS is never served stale from a cached page,
+// reads are never cut to a stale cached size, and an O_APPEND write lands
+// where this package (not the kernel's possibly stale i_size) says the end
+// is. Notes are small, so the lost caching costs nothing; the price is that
+// notes cannot be mmap'ed, which text editors do not do.
+func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	resp.Flags |= fuse.OpenDirectIO
+	if !writable(req.Flags) {
+		n.mu.Lock()
+		if s := n.sess; s != nil && s.dirty {
+			data := slices.Clone(s.buf)
+			n.mu.Unlock()
+			return &notesHandle{n: n, data: data}, nil
+		}
+		n.mu.Unlock()
+		text, _, err := n.src.load()
+		if err != nil {
+			return nil, n.fs.errno("open "+n.display(), err)
+		}
+		return &notesHandle{n: n, data: []byte(text)}, nil
+	}
+	if n.fs.ro {
+		return nil, n.fs.readOnlyErr()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sess == nil || !n.sess.dirty {
+		// Start (or refresh an unchanged) session from the committed text.
+		text, _, err := n.src.load()
+		if err != nil {
+			return nil, n.fs.errno("open "+n.display(), err)
+		}
+		if n.sess == nil {
+			n.sess = &notesSession{}
+		}
+		n.sess.buf, n.sess.base, n.sess.derived = []byte(text), text, true
+	}
+	n.sess.writers++
+	if req.Flags&fuse.OpenTruncate != 0 {
+		// The kernel strips O_TRUNC (bazil does not negotiate atomic
+		// O_TRUNC) and sends a Setattr instead; honour it should it come.
+		n.resizeLocked(0)
+	}
+	return &notesHandle{n: n, write: true, append: req.Flags&fuse.OpenAppend != 0}, nil
+}
+
+// resizeLocked truncates or extends (with NUL bytes) the session buffer.
+func (n *notesFile) resizeLocked(size int) {
+	s := n.sess
+	if size == 0 {
+		s.derived = false
+	}
+	if size == len(s.buf) {
+		return
+	}
+	if size < len(s.buf) {
+		s.buf = s.buf[:size]
+	} else {
+		s.buf = append(s.buf, make([]byte, size-len(s.buf))...)
+	}
+	s.dirty = true
+}
+
+// Setattr:
+//   - size: truncates or extends with NUL bytes the open write session if
+//     there is one (committed on its next fsync or close; committed at once
+//     when the request comes without a file handle), else the committed
+//     text, at once. EFBIG past the size limit.
+//   - uid, gid: accepted when unchanged (cp -p, vim's fchown), EPERM
+//     otherwise: the notes belong to the file that stores them.
+//   - mode, atime, mtime: accepted and ignored, deliberately. vim fchmods
+//     the file it wrote and cp -p and touch set times; refusing would turn
+//     successful saves into errors, and there is nothing to store them in.
+func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	if n.fs.ro {
+		return n.fs.readOnlyErr()
+	}
+	if req.Valid.Uid() || req.Valid.Gid() {
+		_, st, err := n.src.load()
+		if err != nil {
+			return n.fs.errno("chown "+n.display(), err)
+		}
+		if (req.Valid.Uid() && req.Uid != st.UID) || (req.Valid.Gid() && req.Gid != st.GID) {
+			return errPerm
+		}
+	}
+	if !req.Valid.Size() {
+		return nil
+	}
+	if req.Size > uint64(n.fs.maxNotes) {
+		return errTooBig
+	}
+	size := int(req.Size)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s := n.sess; s != nil && s.writers > 0 {
+		n.resizeLocked(size)
+		if !req.Valid.Handle() {
+			return n.commitLocked("truncate")
+		}
+		return nil
+	}
+	text, _, err := n.src.load()
+	if err != nil {
+		return n.fs.errno("truncate "+n.display(), err)
+	}
+	if size == len(text) {
+		return nil
+	}
+	var next string
+	var base *string
+	if size < len(text) {
+		next = text[:size]
+	} else {
+		next = text + string(make([]byte, size-len(text)))
+	}
+	if size > 0 {
+		base = &text
+	}
+	if !utf8.ValidString(next) { // cut in the middle of a character
+		return errIllegal
+	}
+	if err := n.src.replace(base, next); err != nil {
+		return n.fs.errno("truncate "+n.display(), err)
+	}
+	n.afterCommit()
+	return nil
+}
+
+// Fsync commits the write session if it has uncommitted changes; vim and
+// nano fsync before close and report a failure ("E667: Fsync failed").
+func (n *notesFile) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.commitLocked("fsync")
+}
+
+// commitLocked writes the session's text if it is dirty. On failure the
+// session stays dirty (a later fsync or close tries again) and the errno is
+// returned to the caller: fsync, close or truncate fails visibly.
+func (n *notesFile) commitLocked(op string) error {
+	s := n.sess
+	if s == nil || !s.dirty {
+		return nil
+	}
+	if !utf8.Valid(s.buf) {
+		n.fs.log.Info(op+" "+n.display()+": notes are not valid UTF-8; not written", "bytes", len(s.buf))
+		return errIllegal
+	}
+	text := string(s.buf)
+	var base *string
+	if s.derived {
+		b := s.base
+		base = &b
+	}
+	if err := n.src.replace(base, text); err != nil {
+		return n.fs.errno(op+" "+n.display(), err)
+	}
+	s.base, s.derived, s.dirty = text, true, false
+	n.fs.log.Debug("notes committed", "file", n.display(), "bytes", len(text))
+	n.afterCommit()
+	return nil
+}
+
+// afterCommit drops kernel caches that show the old text.
+func (n *notesFile) afterCommit() {
+	n.fs.invalidateData(n)
+	if n.changed != nil {
+		n.changed()
+	}
+}
+
+// releaseWriter ends one writer's part in the session; the last one commits
+// what is still dirty and ends the session.
+func (n *notesFile) releaseWriter() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.sess
+	if s == nil {
+		return nil
+	}
+	s.writers--
+	if s.writers > 0 {
+		return nil
+	}
+	err := n.commitLocked("close")
+	if err != nil {
+		n.fs.log.Error("notes edit lost: the last writer closed it and it could not be written",
+			"file", n.display(), "bytes", len(s.buf), "err", err)
+	}
+	n.sess = nil
+	return err
+}
+
+// notesHandle is an open notes file. A read-only handle serves the text as
+// it was at open (or the pending text of a writer); a writing handle reads
+// and writes the node's shared write session.
+type notesHandle struct {
+	n      *notesFile
+	write  bool
+	append bool   // opened with O_APPEND
+	data   []byte // read-only handles: the text at open
+}
+
+var (
+	_ fusefs.Handle         = (*notesHandle)(nil)
+	_ fusefs.HandleReader   = (*notesHandle)(nil)
+	_ fusefs.HandleWriter   = (*notesHandle)(nil)
+	_ fusefs.HandleFlusher  = (*notesHandle)(nil)
+	_ fusefs.HandleReleaser = (*notesHandle)(nil)
+)
+
+func (h *notesHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	if !h.write {
+		resp.Data = readAt(h.data, req.Offset, req.Size)
+		return nil
+	}
+	h.n.mu.Lock()
+	defer h.n.mu.Unlock()
+	// A copy: bazil sends resp.Data after we return, when a concurrent
+	// Write may already be changing the buffer.
+	resp.Data = slices.Clone(readAt(h.n.sess.buf, req.Offset, req.Size))
+	return nil
+}
+
+// Write puts data into the write session at the request's offset, or at the
+// end of the text for O_APPEND descriptors (the kernel's offset would be
+// its cached size, which can be stale). A gap is filled with NUL bytes.
+func (h *notesHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	if !h.write {
+		return fuse.Errno(syscall.EBADF) // the kernel never sends this
+	}
+	n := h.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.sess
+	off := req.Offset
+	if h.append || req.FileFlags&fuse.OpenAppend != 0 {
+		off = int64(len(s.buf))
+	}
+	if off < 0 {
+		return errInval
+	}
+	end := off + int64(len(req.Data))
+	if end > int64(n.fs.maxNotes) {
+		return errTooBig
+	}
+	if end > int64(len(s.buf)) {
+		s.buf = append(s.buf, make([]byte, end-int64(len(s.buf)))...)
+	}
+	copy(s.buf[off:], req.Data)
+	s.dirty = true
+	resp.Size = len(req.Data)
+	return nil
+}
+
+// Flush is called on each close() of a descriptor (more than once per open
+// when descriptors were duplicated, and possibly never after some writes);
+// a writing descriptor commits here so that close() reports a failed save.
+func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
+	if !h.write {
+		return nil
+	}
+	h.n.mu.Lock()
+	defer h.n.mu.Unlock()
+	return h.n.commitLocked("close")
+}
+
+// Release commits what is still dirty when the last writer goes (its error
+// reaches no one, so it is also logged).
+func (h *notesHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	if !h.write {
+		return nil
+	}
+	return h.n.releaseWriter()
+}
+
+// readAt returns up to size bytes of data from off.
+func readAt(data []byte, off int64, size int) []byte {
+	if off < 0 || off >= int64(len(data)) {
+		return nil
+	}
+	end := min(off+int64(size), int64(len(data)))
+	return data[off:end]
+}

@@ -1,0 +1,319 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+// Scratch files are what editors and tools create next to the file they
+// save: vim's swap file and "4913" probe, backups such as "notes~", sed -i's
+// temporary file, Emacs's ".#notes" lock symlink and "#notes#" auto-save.
+// They live in memory only, in snapshot and group directories, until they
+// are removed or the file system is unmounted; nothing of them is ever
+// written to the datastore. Renaming a scratch file onto "notes" commits its
+// text as the new notes (see editDir.Rename).
+
+// Limits on scratch files, so that a runaway tool cannot eat the memory of
+// the host (ENOSPC beyond; the size of one file is bounded by
+// FS.maxNotes, EFBIG beyond).
+const maxScratchPerDir = 256
+
+// scratchDir holds the scratch files of one directory, by name.
+type scratchDir struct {
+	files map[string]*scratchFile
+}
+
+// scratchFile is an in-memory regular file or symlink.
+type scratchFile struct {
+	nodeBase
+
+	mu     sync.Mutex
+	data   []byte // file content
+	target string // symlink target
+	link   bool
+	perm   os.FileMode
+	uid    uint32
+	gid    uint32
+	mtime  time.Time
+	ctime  time.Time
+	// notes is set once the file was renamed onto notes: the kernel may
+	// still reach this node under the name "notes" until its entry is
+	// invalidated, so from then on it answers as the notes file does.
+	notes *notesFile
+}
+
+var (
+	_ fusefs.Node           = (*scratchFile)(nil)
+	_ fusefs.NodeOpener     = (*scratchFile)(nil)
+	_ fusefs.NodeSetattrer  = (*scratchFile)(nil)
+	_ fusefs.NodeFsyncer    = (*scratchFile)(nil)
+	_ fusefs.NodeReadlinker = (*scratchFile)(nil)
+)
+
+func (f *FS) newScratch(dirRel, name string, perm os.FileMode, uid, gid uint32) *scratchFile {
+	now := time.Now()
+	return &scratchFile{
+		nodeBase: newBase(f, dirRel+"/"+name),
+		perm:     perm & os.ModePerm,
+		uid:      uid,
+		gid:      gid,
+		mtime:    now,
+		ctime:    now,
+	}
+}
+
+// scratchLookup returns the scratch file name in dir, or nil.
+func (f *FS) scratchLookup(dir, name string) *scratchFile {
+	f.scratchMu.Lock()
+	defer f.scratchMu.Unlock()
+	if sd := f.scratch[dir]; sd != nil {
+		return sd.files[name]
+	}
+	return nil
+}
+
+// scratchAdd adds sf as name in dir; with replace it replaces an existing
+// file, else an existing name is EEXIST.
+func (f *FS) scratchAdd(dir, name string, sf *scratchFile, replace bool) error {
+	f.scratchMu.Lock()
+	defer f.scratchMu.Unlock()
+	sd := f.scratch[dir]
+	if sd == nil {
+		sd = &scratchDir{files: map[string]*scratchFile{}}
+		f.scratch[dir] = sd
+	}
+	if _, ok := sd.files[name]; ok && !replace {
+		return errExist
+	} else if !ok && len(sd.files) >= maxScratchPerDir {
+		return fuse.Errno(syscall.ENOSPC)
+	}
+	sd.files[name] = sf
+	return nil
+}
+
+// scratchRemove removes name from dir and returns it (nil if absent).
+func (f *FS) scratchRemove(dir, name string) *scratchFile {
+	f.scratchMu.Lock()
+	defer f.scratchMu.Unlock()
+	sd := f.scratch[dir]
+	if sd == nil {
+		return nil
+	}
+	sf := sd.files[name]
+	delete(sd.files, name)
+	if len(sd.files) == 0 {
+		delete(f.scratch, dir)
+	}
+	return sf
+}
+
+// scratchList lists dir's scratch files as directory entries.
+func (f *FS) scratchList(dir string) []fuse.Dirent {
+	f.scratchMu.Lock()
+	defer f.scratchMu.Unlock()
+	sd := f.scratch[dir]
+	if sd == nil {
+		return nil
+	}
+	ents := make([]fuse.Dirent, 0, len(sd.files))
+	for name, sf := range sd.files {
+		typ := fuse.DT_File
+		if sf.link {
+			typ = fuse.DT_Link
+		}
+		ents = append(ents, fuse.Dirent{Inode: sf.ino, Type: typ, Name: name})
+	}
+	slices.SortFunc(ents, func(a, b fuse.Dirent) int { return strings.Compare(a.Name, b.Name) })
+	return ents
+}
+
+// dropScratchBelow forgets the scratch files of dir and of every directory
+// below it (after the snapshot or group was removed).
+func (f *FS) dropScratchBelow(dir string) {
+	f.scratchMu.Lock()
+	defer f.scratchMu.Unlock()
+	for k := range f.scratch {
+		if k == dir || strings.HasPrefix(k, dir+"/") {
+			delete(f.scratch, k)
+		}
+	}
+}
+
+func (s *scratchFile) Attr(ctx context.Context, a *fuse.Attr) error {
+	s.mu.Lock()
+	notes := s.notes
+	s.mu.Unlock()
+	if notes != nil {
+		return notes.Attr(ctx, a)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	perm := s.perm
+	if s.fs.ro {
+		perm &^= 0o222
+	}
+	a.Valid = s.fs.ttl
+	a.Inode = s.ino
+	a.Mode = perm
+	a.Size = uint64(len(s.data))
+	if s.link {
+		a.Mode = os.ModeSymlink | 0o777
+		a.Size = uint64(len(s.target))
+	}
+	a.Blocks = (a.Size + 511) / 512
+	a.Nlink = 1
+	a.Uid, a.Gid = s.uid, s.gid
+	a.Mtime, a.Ctime, a.Atime = s.mtime, s.ctime, s.mtime
+	a.BlockSize = 4096
+	return nil
+}
+
+func (s *scratchFile) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.link {
+		return "", errInval
+	}
+	return s.target, nil
+}
+
+// Open: scratch files bypass the page cache like notes (OpenDirectIO); they
+// are tiny and a file renamed onto notes must not leave cached pages behind.
+func (s *scratchFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	s.mu.Lock()
+	notes := s.notes
+	s.mu.Unlock()
+	if notes != nil {
+		return notes.Open(ctx, req, resp)
+	}
+	if writable(req.Flags) && s.fs.ro {
+		return nil, s.fs.readOnlyErr()
+	}
+	resp.Flags |= fuse.OpenDirectIO
+	if req.Flags&fuse.OpenTruncate != 0 && writable(req.Flags) {
+		s.mu.Lock()
+		s.data = nil
+		s.mtime = time.Now()
+		s.mu.Unlock()
+	}
+	return &scratchHandle{s: s, append: req.Flags&fuse.OpenAppend != 0}, nil
+}
+
+// Setattr stores what it is given (size, mode, owner, times): these files
+// are the editors' own and must behave like files on a local disk, or vim
+// falls back to other strategies.
+func (s *scratchFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	s.mu.Lock()
+	notes := s.notes
+	s.mu.Unlock()
+	if notes != nil {
+		return notes.Setattr(ctx, req, resp)
+	}
+	if s.fs.ro {
+		return s.fs.readOnlyErr()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if req.Valid.Size() {
+		if s.link {
+			return errInval
+		}
+		if req.Size > uint64(s.fs.maxNotes) {
+			return errTooBig
+		}
+		s.data = resize(s.data, int(req.Size))
+		s.mtime = now
+	}
+	if req.Valid.Mode() {
+		s.perm = req.Mode & os.ModePerm
+	}
+	if req.Valid.Uid() {
+		s.uid = req.Uid
+	}
+	if req.Valid.Gid() {
+		s.gid = req.Gid
+	}
+	switch {
+	case req.Valid.MtimeNow():
+		s.mtime = now
+	case req.Valid.Mtime():
+		s.mtime = req.Mtime
+	}
+	s.ctime = now
+	return nil
+}
+
+// Fsync: nothing to sync for a file that lives in memory.
+func (s *scratchFile) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	s.mu.Lock()
+	notes := s.notes
+	s.mu.Unlock()
+	if notes != nil {
+		return notes.Fsync(ctx, req)
+	}
+	return nil
+}
+
+// resize truncates b or extends it with NUL bytes.
+func resize(b []byte, size int) []byte {
+	if size <= len(b) {
+		return b[:size]
+	}
+	return append(b, make([]byte, size-len(b))...)
+}
+
+// scratchHandle is an open scratch file.
+type scratchHandle struct {
+	s      *scratchFile
+	append bool
+}
+
+var (
+	_ fusefs.Handle       = (*scratchHandle)(nil)
+	_ fusefs.HandleReader = (*scratchHandle)(nil)
+	_ fusefs.HandleWriter = (*scratchHandle)(nil)
+)
+
+func (h *scratchHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	resp.Data = slices.Clone(readAt(h.s.data, req.Offset, req.Size))
+	return nil
+}
+
+func (h *scratchHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	s := h.s
+	if s.fs.ro {
+		return s.fs.readOnlyErr()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off := req.Offset
+	if h.append || req.FileFlags&fuse.OpenAppend != 0 {
+		off = int64(len(s.data))
+	}
+	if off < 0 {
+		return errInval
+	}
+	end := off + int64(len(req.Data))
+	if end > int64(s.fs.maxNotes) {
+		return errTooBig
+	}
+	if end > int64(len(s.data)) {
+		s.data = resize(s.data, int(end))
+	}
+	copy(s.data[off:], req.Data)
+	s.mtime = time.Now()
+	s.ctime = s.mtime
+	resp.Size = len(req.Data)
+	return nil
+}

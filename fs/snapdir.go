@@ -1,0 +1,87 @@
+package fs
+
+import (
+	"context"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+)
+
+// snapDir is a snapshot directory: notes and manifest.json, plus the scratch
+// files of editors. An unfinished snapshot (no manifest yet: a backup is
+// running or failed) lists as empty and looking up its notes or
+// manifest.json gives ENOENT; a corrupt one lists both, and both fail with
+// EIO (logged with the file name). rmdir of the directory, in the group
+// directory, removes the snapshot.
+type snapDir struct {
+	editDir
+	sn datastore.Snapshot
+}
+
+var (
+	_ fusefs.Node                = (*snapDir)(nil)
+	_ fusefs.NodeRequestLookuper = (*snapDir)(nil)
+	_ fusefs.HandleReadDirAller  = (*snapDir)(nil)
+	_ fusefs.NodeForgetter       = (*snapDir)(nil)
+	_ fusefs.NodeRemover         = (*snapDir)(nil)
+	_ fusefs.NodeMkdirer         = (*snapDir)(nil)
+	_ fusefs.NodeCreater         = (*snapDir)(nil)
+	_ fusefs.NodeMknoder         = (*snapDir)(nil)
+	_ fusefs.NodeSymlinker       = (*snapDir)(nil)
+	_ fusefs.NodeRenamer         = (*snapDir)(nil)
+	_ fusefs.NodeLinker          = (*snapDir)(nil)
+	_ fusefs.NodeSetattrer       = (*snapDir)(nil)
+	_ fusefs.NodeFsyncer         = (*snapDir)(nil)
+)
+
+func newSnapDir(f *FS, rel string, sn datastore.Snapshot) *snapDir {
+	d := &snapDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, sn: sn}
+	d.self = d
+	d.reserved = func(name string) bool { return name == NotesName || name == ManifestName }
+	d.mkNotes = func() node { return newSnapNotes(f, d) }
+	return d
+}
+
+func (d *snapDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	info, err := d.fs.store.StatSnapshot(d.sn)
+	if err != nil {
+		return d.fs.errno("stat "+d.display(), err)
+	}
+	d.fs.dirAttr(a, d.ino, info.Dir)
+	return nil
+}
+
+func (d *snapDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	switch req.Name {
+	case NotesName:
+		return d.lookupChild(ctx, req.Name, resp, d.mkNotes)
+	case ManifestName:
+		return d.lookupChild(ctx, req.Name, resp, func() node { return newManifestFile(d.fs, d) })
+	}
+	return d.lookupScratch(ctx, req.Name, resp)
+}
+
+func (d *snapDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	info, err := d.fs.store.StatSnapshot(d.sn)
+	if err != nil {
+		return nil, d.fs.errno("list "+d.display(), err)
+	}
+	ents := d.dots()
+	if info.State != datastore.Unfinished {
+		ents = append(ents, d.dirent(ManifestName, fuse.DT_File), d.dirent(NotesName, fuse.DT_File))
+	}
+	return append(ents, d.fs.scratchList(d.rel)...), nil
+}
+
+// Remove of a file: scratch files only (editDir.removeFile).
+func (d *snapDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	if req.Dir {
+		if d.fs.ro {
+			return d.fs.readOnlyErr()
+		}
+		return errNoEnt
+	}
+	return d.removeFile(req.Name)
+}

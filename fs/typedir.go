@@ -1,0 +1,87 @@
+package fs
+
+import (
+	"context"
+	"path"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+)
+
+// typeDir is a backup-type directory (vm, ct or host) of a namespace: one
+// directory per backup group. rmdir of an empty group removes the group.
+type typeDir struct {
+	dirBase
+	ns  datastore.NS
+	typ string
+}
+
+var (
+	_ fusefs.Node                = (*typeDir)(nil)
+	_ fusefs.NodeRequestLookuper = (*typeDir)(nil)
+	_ fusefs.HandleReadDirAller  = (*typeDir)(nil)
+	_ fusefs.NodeForgetter       = (*typeDir)(nil)
+	_ fusefs.NodeRemover         = (*typeDir)(nil)
+	_ fusefs.NodeMkdirer         = (*typeDir)(nil)
+	_ fusefs.NodeCreater         = (*typeDir)(nil)
+	_ fusefs.NodeSymlinker       = (*typeDir)(nil)
+	_ fusefs.NodeRenamer         = (*typeDir)(nil)
+	_ fusefs.NodeSetattrer       = (*typeDir)(nil)
+	_ fusefs.NodeFsyncer         = (*typeDir)(nil)
+)
+
+func (d *typeDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	st, err := d.fs.store.StatType(d.ns, d.typ)
+	if err != nil {
+		return d.fs.errno("stat "+d.display(), err)
+	}
+	d.fs.dirAttr(a, d.ino, st)
+	return nil
+}
+
+func (d *typeDir) group(id string) datastore.Group {
+	return datastore.Group{NS: d.ns, Type: d.typ, ID: id}
+}
+
+func (d *typeDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	name := req.Name
+	if !datastore.ValidBackupID(name) {
+		return nil, errNoEnt
+	}
+	return d.lookupChild(ctx, name, resp, func() node {
+		return newGroupDir(d.fs, d, path.Join(d.rel, name), d.group(name))
+	})
+}
+
+func (d *typeDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	ids, err := d.fs.store.ListGroups(d.ns, d.typ)
+	if err != nil {
+		return nil, d.fs.errno("list "+d.display(), err)
+	}
+	ents := d.dots()
+	for _, id := range ids {
+		ents = append(ents, d.dirent(id, fuse.DT_Dir))
+	}
+	return ents, nil
+}
+
+// Remove of a group directory (rmdir) removes the group, which PBS only
+// allows once it holds no snapshot: ENOTEMPTY while it has some, EBUSY
+// while a backup of it runs.
+func (d *typeDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	if d.fs.ro {
+		return d.fs.readOnlyErr()
+	}
+	if !req.Dir || !datastore.ValidBackupID(req.Name) {
+		return d.denied()
+	}
+	g := d.group(req.Name)
+	if err := d.fs.store.RemoveGroup(g); err != nil {
+		return d.fs.errno("rmdir "+d.display()+"/"+req.Name, err)
+	}
+	d.kids.drop(req.Name)
+	d.fs.dropScratchBelow(g.Dir())
+	return nil
+}
