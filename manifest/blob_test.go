@@ -427,3 +427,40 @@ func TestDecodeRLEFrames(t *testing.T) {
 		t.Fatalf("exactly MaxBlobSize: len %d err %v", len(data), err)
 	}
 }
+
+// TestEncodeEqualLengthKeepsCompressed pins the PBS 3.2+ rule
+// (compressed_len <= data.len()) against the older strictly-smaller one: it
+// searches for data whose zstd form is exactly as long as the data.
+func TestEncodeEqualLengthKeepsCompressed(t *testing.T) {
+	ref, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	r := rand.New(rand.NewPCG(5, 5))
+	found := 0
+	for _, n := range []int{64, 100, 200, 500, 1000} {
+		rnd := make([]byte, n)
+		for i := range rnd {
+			rnd[i] = byte(r.Uint32())
+		}
+		for k := 0; k <= n; k++ {
+			data := make([]byte, n) // k random bytes, then zeros
+			copy(data, rnd[:k])
+			if len(ref.EncodeAll(data, nil)) != n {
+				continue
+			}
+			found++
+			raw, err := EncodeBlob(data, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := ParseBlob(raw); b == nil || !b.Compressed() || len(b.Payload) != n {
+				t.Fatalf("n=%d k=%d: equal-length zstd form not kept", n, k)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("test setup: no equal-length case found; adjust the search")
+	}
+}

@@ -44,6 +44,7 @@
 //     PBS's hex::serde round trip does; the signature covers the lowercase
 //     form.
 //   - Numbers inside unknown values are re-emitted with their literal input
-//     text. serde_json would normalise non-integers (e.g. 1E2 -> 100.0);
-//     PBS itself only ever writes integers there.
+//     text. serde_json would normalise non-integers and integers outside the
+//     64-bit range to its f64 form (1E2 -> 100.0); PBS itself only ever
+//     writes 64-bit integers there, so real manifests are unaffected.
 package manifest
