@@ -79,11 +79,12 @@ func classify(err error) error {
 	switch {
 	case err == nil:
 		return ErrIO
-	case errors.Is(err, manifest.ErrInvalidNotes), errors.Is(err, manifest.ErrTooLarge):
+	case errors.Is(err, manifest.ErrInvalid), errors.Is(err, manifest.ErrInvalidNotes), errors.Is(err, manifest.ErrTooLarge):
 		return ErrInvalid
 	case errors.Is(err, manifest.ErrEncrypted):
 		return ErrEncrypted
-	case errors.Is(err, manifest.ErrCorrupt), errors.Is(err, errNotRegular), errors.Is(err, errTooBig):
+	case errors.Is(err, manifest.ErrCorrupt), errors.Is(err, manifest.ErrBadSignature),
+		errors.Is(err, errNotRegular), errors.Is(err, errTooBig):
 		return ErrCorrupt
 	case errors.Is(err, lock.ErrWouldBlock):
 		return ErrInUse

@@ -85,7 +85,9 @@ func (s *Store) loadManifest(sn Snapshot) (*cachedManifest, Stamp, error) {
 	}
 	m, err := manifest.Load(raw)
 	if err != nil {
-		err = wrap("read manifest", s.abs(rel), nil, err)
+		// Whatever the reason (bad magic, CRC, zstd, JSON, schema, an
+		// oversized payload, an encrypted manifest), the file is unusable.
+		err = wrap("read manifest", s.abs(rel), ErrCorrupt, err)
 		s.log.Error("cannot decode manifest", "file", s.abs(rel), "err", err)
 		return nil, st, err
 	}
