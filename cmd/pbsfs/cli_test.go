@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsage(t *testing.T) {
+	store := t.TempDir()
+	mkdirs(t, filepath.Join(store, ".chunks"))
+	cases := []struct {
+		args       []string
+		code       int
+		out, errIn string
+	}{
+		{nil, ExitUsage, "", "Usage: pbsfs COMMAND"},
+		{[]string{"--help"}, ExitOK, "Usage: pbsfs COMMAND", ""},
+		{[]string{"help", "mount"}, ExitOK, "Usage: pbsfs mount", ""},
+		{[]string{"help", "demo"}, ExitOK, "Usage: pbsfs demo", ""},
+		{[]string{"help", "nope"}, ExitUsage, "", `unknown command "nope"`},
+		{[]string{"frobnicate"}, ExitUsage, "", "Try 'pbsfs --help'"},
+		{[]string{"version"}, ExitOK, "pbsfs ", ""},
+		{[]string{"mount", "--help"}, ExitOK, "Exit status:", ""},
+		{[]string{"mount", "-h"}, ExitOK, "Usage: pbsfs mount", ""},
+		{[]string{"mount"}, ExitUsage, "", "missing DATASTORE and MOUNTPOINT"},
+		{[]string{"mount", "/x"}, ExitUsage, "", "missing MOUNTPOINT"},
+		{[]string{"mount", "/x", "/y", "/z"}, ExitUsage, "", "too many arguments"},
+		{[]string{"mount", "--bogus", "/x", "/y"}, ExitUsage, "", "flag provided but not defined: -bogus"},
+		{[]string{"mount", "--lock-scheme", "flock", "/x", "/y"}, ExitUsage, "", "--lock-scheme"},
+		{[]string{"mount", "--cache-size", "0", "/x", "/y"}, ExitUsage, "", "--cache-size"},
+		{[]string{"mount", "--store", "a/b", "/x", "/y"}, ExitUsage, "", "--store"},
+		{[]string{"mount", "/nonexistent-store", "/y"}, ExitDatastore, "", "does not exist"},
+		{[]string{"mount", store, "/nonexistent-mnt"}, ExitMountPoint, "", "mkdir -p /nonexistent-mnt"},
+		{[]string{"mount", store, filepath.Join(store, ".chunks")}, ExitMountPoint, "", "inside the datastore"},
+		{[]string{"demo", "--help"}, ExitOK, "Usage: pbsfs demo", ""},
+		{[]string{"demo", "a", "b"}, ExitUsage, "", "too many arguments"},
+		{[]string{"demo", "--groups", "-1"}, ExitUsage, "", "negative"},
+	}
+	for _, c := range cases {
+		code, out, errs := runCLI(c.args...)
+		if code != c.code || !strings.Contains(out, c.out) || !strings.Contains(errs, c.errIn) {
+			t.Errorf("pbsfs %q: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
+				c.args, code, trunc(out), errs, c.code, c.out, c.errIn)
+		}
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}
+
+func TestParseArgsInterspersed(t *testing.T) {
+	cases := []struct {
+		args []string
+		pos  []string
+		ro   bool
+		name string
+	}{
+		{[]string{"--read-only", "a", "b"}, []string{"a", "b"}, true, ""},
+		{[]string{"a", "b", "--read-only"}, []string{"a", "b"}, true, ""},
+		{[]string{"a", "--store", "s1", "b"}, []string{"a", "b"}, false, "s1"},
+		{[]string{"--", "--read-only", "b"}, []string{"--read-only", "b"}, false, ""},
+		{[]string{"a", "--", "-b"}, []string{"a", "-b"}, false, ""},
+	}
+	for _, c := range cases {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		ro := fs.Bool("read-only", false, "")
+		name := fs.String("store", "", "")
+		pos, err := parseArgs(fs, "t", "", c.args, &bytes.Buffer{})
+		if err != nil || !slices.Equal(pos, c.pos) || *ro != c.ro || *name != c.name {
+			t.Errorf("%q: pos %q ro %v store %q err %v", c.args, pos, *ro, *name, err)
+		}
+	}
+}

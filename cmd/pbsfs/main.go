@@ -1,0 +1,143 @@
+// Command pbsfs mounts a Proxmox Backup Server datastore as a file system in
+// which every snapshot is a directory holding its notes (read-write) and its
+// manifest (read-only). See `pbsfs --help`.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=1.2.3".
+var version = "devel"
+
+const mainHelp = `Usage: pbsfs COMMAND [OPTION]... [ARGUMENT]...
+
+pbsfs mounts a Proxmox Backup Server (PBS) datastore as a file system. Every
+backup snapshot is a directory holding its notes, which can be edited with
+any editor, and its manifest as JSON; removing a snapshot directory forgets
+the snapshot. Changes take the same locks as PBS itself, so pbsfs can run on
+a live PBS host.
+
+Commands:
+  mount     mount a datastore and serve it until unmounted
+  demo      create a sample datastore and mount it, to try pbsfs out
+  version   print the version
+  help      print help for a command
+
+Run 'pbsfs COMMAND --help' for the options of a command.
+
+Examples:
+  pbsfs mount /mnt/datastore/store1 /mnt/pbs
+  pbsfs demo
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdout, stderr)
+	if err == nil || errors.Is(err, errHelpShown) {
+		return ExitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		if ue.msg == "" {
+			return ExitUsage
+		}
+		fmt.Fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", ue.cmd, ue.msg, ue.cmd)
+	} else {
+		fmt.Fprintf(stderr, "pbsfs: %v\n", err)
+	}
+	return exitCode(err)
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainHelp)
+		return &usageError{cmd: "pbsfs"} // the help says it all
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "mount":
+		return mountCommand(rest, stdout, stderr)
+	case "demo":
+		return demoCommand(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && cmd == "help" {
+			switch rest[0] {
+			case "mount":
+				fmt.Fprint(stdout, mountHelp)
+				return nil
+			case "demo":
+				fmt.Fprint(stdout, demoHelp)
+				return nil
+			case "version", "help":
+				fmt.Fprint(stdout, mainHelp)
+				return nil
+			}
+			return &usageError{cmd: "pbsfs", msg: fmt.Sprintf("unknown command %q", rest[0])}
+		}
+		fmt.Fprint(stdout, mainHelp)
+		return nil
+	}
+	return &usageError{cmd: "pbsfs", msg: fmt.Sprintf("unknown command %q", cmd)}
+}
+
+// versionString is "pbsfs VERSION (GOVERSION, bazil.org/fuse VERSION)".
+func versionString() string {
+	s := "pbsfs " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		parts := []string{bi.GoVersion}
+		for _, d := range bi.Deps {
+			if d.Path == "bazil.org/fuse" {
+				parts = append(parts, d.Path+" "+d.Version)
+			}
+		}
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return s
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments ("pbsfs mount /store /mnt --read-only" works as
+// well); "--" ends the flags. A request for help prints help to stdout and
+// returns errHelpShown.
+func parseArgs(fs *flag.FlagSet, cmd, help string, args []string, stdout io.Writer) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, help)
+			return nil, errHelpShown
+		}
+		if err != nil {
+			return nil, &usageError{cmd: cmd, msg: err.Error()}
+		}
+		rest := fs.Args()
+		consumed := args[:len(args)-len(rest)]
+		if len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// errHelpShown ends a command successfully after --help.
+var errHelpShown = errors.New("help shown")

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+	pbsfs "pbsfs/fs"
+	"pbsfs/lock"
+)
+
+const mountHelp = `Usage: pbsfs mount [OPTION]... DATASTORE MOUNTPOINT
+
+Mount the Proxmox Backup Server datastore at DATASTORE (the directory PBS
+has configured as the datastore's path) on MOUNTPOINT, an existing empty
+directory, and serve it in the foreground until it is unmounted.
+
+The tree mirrors the datastore: [ns/NAME/]...TYPE/ID/TIME/, TYPE being vm, ct
+or host. Each group directory holds
+  notes          the group's notes (read-write)
+  owner          the group's owner (read-only)
+and each snapshot directory holds
+  notes          the snapshot's notes, kept in its manifest (read-write)
+  manifest.json  the manifest (read-only)
+Notes are saved when the file is closed or fsync'ed, under the same manifest
+lock PBS uses; a save over a change made meanwhile by someone else fails
+with "Stale file handle" instead of losing it. 'rmdir' of a snapshot
+directory forgets the snapshot as PBS's prune does (protected snapshots and
+snapshots in use are refused); 'rmdir' of an empty group removes it.
+
+Options:
+      --read-only          serve without write access (no locks taken)
+      --allow-other        let other users access the mount; the kernel then
+                           checks the modes shown (needs user_allow_other in
+                           /etc/fuse.conf unless run as root)
+      --store NAME         the datastore's PBS name, used in lock file paths
+                           (default: looked up by path in
+                           /etc/proxmox-backup/datastore.cfg, else the
+                           directory's name)
+      --lock-scheme SCHEME auto, run, dirs or legacy (default auto: follow the
+                           installed PBS version, see below)
+      --lock-dir DIR       root of PBS's lock files
+                           (default /run/proxmox-backup/locks)
+      --cache-size N       decoded manifests kept in memory (default 4096)
+  -v, --verbose            log what pbsfs does (info level)
+      --debug              log every FUSE request (debug level)
+  -h, --help               print this help
+
+Locking: PBS 3.3.5 and later keep lock files under /run/proxmox-backup/locks
+(scheme run); older versions, and 3.3.5+ before the first reboot after the
+upgrade, lock directories (scheme dirs); 0.9.1 to 1.0.5 use scheme legacy.
+With auto, pbsfs asks dpkg which version is installed and checks
+/run/proxmox-backup/old-locking. Run pbsfs on the PBS host itself: the lock
+files are local to it.
+
+Stop serving with Ctrl-C or SIGTERM (pbsfs unmounts, lazily if the mount is
+busy) or by unmounting: fusermount3 -u MOUNTPOINT. Logs go to stderr.
+
+Examples:
+  pbsfs mount /mnt/datastore/store1 /mnt/pbs
+  pbsfs mount --read-only --allow-other /mnt/datastore/store1 /mnt/pbs
+  echo "verified by hand" >> /mnt/pbs/vm/100/2024-06-05T14:22:01Z/notes
+  rmdir /mnt/pbs/ns/dev/ct/200/2024-01-01T00:00:00Z
+
+` + exitStatusHelp
+
+// mountOptions are the settings of one mount, from flags or from demo.
+type mountOptions struct {
+	store      string // datastore path as given
+	mountpoint string // as given
+	readOnly   bool
+	allowOther bool
+	storeName  string // --store; "" = look up
+	scheme     string // auto, run, dirs, legacy
+	lockDir    string
+	cacheSize  int
+	log        logOptions
+
+	cfgPath    string                              // datastore.cfg; "" = DatastoreConfig
+	detect     func() (lock.Scheme, string, error) // nil = lock.Detect with defaults
+	lockOwner  func() (int, int)                   // nil = lock.BackupOwner
+	onReady    func(storePath, mountpoint string)  // after the mount is up (demo prints its tips)
+	cleanupAge time.Duration                       // temp files older than this are removed at start; 0 = 1h
+	stderr     io.Writer
+}
+
+func mountCommand(args []string, stdout, stderr io.Writer) error {
+	const cmd = "pbsfs mount"
+	o := mountOptions{stderr: stderr}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.BoolVar(&o.readOnly, "read-only", false, "")
+	fs.BoolVar(&o.allowOther, "allow-other", false, "")
+	fs.StringVar(&o.storeName, "store", "", "")
+	fs.StringVar(&o.scheme, "lock-scheme", "auto", "")
+	fs.StringVar(&o.lockDir, "lock-dir", lock.DefaultDir, "")
+	fs.IntVar(&o.cacheSize, "cache-size", datastore.DefaultCacheSize, "")
+	fs.BoolVar(&o.log.verbose, "v", false, "")
+	fs.BoolVar(&o.log.verbose, "verbose", false, "")
+	fs.BoolVar(&o.log.debug, "debug", false, "")
+	pos, err := parseArgs(fs, cmd, mountHelp, args, stdout)
+	if err != nil {
+		return err
+	}
+	switch len(pos) {
+	case 0:
+		return &usageError{cmd: cmd, msg: "missing DATASTORE and MOUNTPOINT"}
+	case 1:
+		return &usageError{cmd: cmd, msg: "missing MOUNTPOINT"}
+	case 2:
+	default:
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("too many arguments: %q", pos[2:])}
+	}
+	o.store, o.mountpoint = pos[0], pos[1]
+	if err := o.validate(cmd); err != nil {
+		return err
+	}
+	return serve(o)
+}
+
+// validate checks flag values that need no file system access.
+func (o *mountOptions) validate(cmd string) error {
+	if o.scheme != "auto" {
+		if _, err := lock.ParseScheme(o.scheme); err != nil {
+			return &usageError{cmd: cmd, msg: fmt.Sprintf("--lock-scheme: %q is not auto, run, dirs or legacy", o.scheme)}
+		}
+	}
+	if o.cacheSize < 1 {
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("--cache-size: %d is not a positive number", o.cacheSize)}
+	}
+	if o.storeName != "" && !datastore.ValidSafeID(o.storeName) {
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("--store: %q is not a valid datastore name", o.storeName)}
+	}
+	return nil
+}
+
+// lockScheme resolves --lock-scheme, detecting it for auto.
+func (o *mountOptions) lockScheme(log *slog.Logger) (lock.Scheme, error) {
+	if o.scheme != "auto" {
+		s, err := lock.ParseScheme(o.scheme)
+		if err != nil {
+			return "", exitf(ExitUsage, "%w", err)
+		}
+		log.Info("lock scheme given", "scheme", s)
+		return s, nil
+	}
+	detect := o.detect
+	if detect == nil {
+		detect = func() (lock.Scheme, string, error) { return lock.Detect(lock.DetectOptions{}) }
+	}
+	s, reason, err := detect()
+	if err != nil {
+		if o.readOnly {
+			// Read-only mounts take no locks: the scheme does not matter.
+			log.Warn("cannot determine the PBS lock scheme; irrelevant for a read-only mount", "err", err)
+			return lock.Run, nil
+		}
+		return "", exitf(ExitLock, "cannot choose a lock scheme: %w (override with --lock-scheme, or use --read-only)", err)
+	}
+	log.Info("lock scheme detected", "scheme", s, "reason", reason)
+	return s, nil
+}
+
+// openStore runs the checks, chooses the lock scheme and opens the store.
+func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt string, err error) {
+	storePath, err := checkDatastore(o.store)
+	if err != nil {
+		return nil, "", err
+	}
+	mnt, err = checkMountpoint(o.mountpoint)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := checkOverlap(storePath, mnt); err != nil {
+		return nil, "", err
+	}
+	name := o.storeName
+	if name == "" {
+		cfg := o.cfgPath
+		if cfg == "" {
+			cfg = DatastoreConfig
+		}
+		var source string
+		name, source = storeName(cfg, storePath)
+		log.Info("datastore name", "name", name, "source", source)
+		if !datastore.ValidSafeID(name) {
+			return nil, "", exitf(ExitDatastore, "the datastore name %q (%s) is not a valid PBS datastore name; give it with --store", name, source)
+		}
+	}
+	scheme, err := o.lockScheme(log)
+	if err != nil {
+		return nil, "", err
+	}
+	owner := o.lockOwner
+	if owner == nil {
+		owner = lock.BackupOwner
+	}
+	uid, gid := owner()
+	lc := lock.Config{Scheme: scheme, Dir: o.lockDir, Store: name, Base: storePath, UID: uid, GID: gid}
+	if _, err := lock.New(lc); err != nil {
+		return nil, "", exitf(ExitLock, "%w", err)
+	}
+	store, err = datastore.Open(storePath, datastore.Options{
+		Lock:      lc,
+		ReadOnly:  o.readOnly,
+		CacheSize: o.cacheSize,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, "", exitf(ExitDatastore, "%w", err)
+	}
+	return store, mnt, nil
+}
+
+// serve mounts and serves until unmounted.
+func serve(o mountOptions) error {
+	log := newLogger(o.stderr, o.log)
+	store, mnt, err := o.openStore(log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	filesys := pbsfs.New(store, pbsfs.Options{ReadOnly: o.readOnly, Logger: log})
+	conn, err := fuse.Mount(mnt, pbsfs.MountOptions(o.readOnly, o.allowOther)...)
+	if err != nil {
+		msg := err.Error()
+		hint := ""
+		switch {
+		case strings.Contains(msg, "user_allow_other"):
+			hint = " (add user_allow_other to /etc/fuse.conf, or run as root)"
+		case strings.Contains(msg, "executable file not found"):
+			hint = " (install the fuse3 package)"
+		}
+		return exitf(ExitMount, "mount %s: %w%s", mnt, err, hint)
+	}
+	forced := false
+	defer func() {
+		// Close waits for the reader of the FUSE device, which keeps
+		// reading while a detached mount is still in use; after a forced
+		// exit the process exit closes the device instead.
+		if !forced {
+			conn.Close()
+		}
+	}()
+	srv := fusefs.New(conn, fuseConfig(log, o.log))
+	filesys.SetServer(srv)
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(filesys) }()
+
+	fmt.Fprintf(o.stderr, "pbsfs: serving %s at %s\n", store.Path(), mnt)
+	fmt.Fprintf(o.stderr, "pbsfs: unmount with: fusermount3 -u %s (or press Ctrl-C here)\n", mnt)
+	log.Info("mounted", "datastore", store.Path(), "mountpoint", mnt, "read-only", o.readOnly,
+		"allow-other", o.allowOther, "lock-scheme", store.Locker().Scheme())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait() // before store.Close
+	defer cancel()
+	if !o.readOnly {
+		wg.Go(func() { cleanupTemps(ctx, store, o.cleanupAge, log) })
+	}
+	if o.onReady != nil {
+		o.onReady(store.Path(), mnt)
+	}
+
+	force, stop := handleSignals(mnt, log, o.stderr)
+	defer stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			// The connection failed: do not unmount from here (a vanished
+			// mount can make a mirroring job delete its copy), say how to.
+			return exitf(ExitOther, "serving %s failed: %w; the mount may be dead, unmount it with: fusermount3 -u %s", mnt, err, mnt)
+		}
+		log.Info("unmounted", "mountpoint", mnt)
+	case <-force:
+		// Detached lazily and told to go: closing the FUSE device (on
+		// exit) aborts the connection for the processes still inside.
+		log.Info("exiting with the detached mount still in use", "mountpoint", mnt)
+		forced = true
+	}
+	return nil
+}
+
+// cleanupTemps removes temp files a killed pbsfs left in the store, in the
+// background and under the manifest locks (datastore.CleanupTemps).
+func cleanupTemps(ctx context.Context, store *datastore.Store, minAge time.Duration, log *slog.Logger) {
+	if minAge <= 0 {
+		minAge = time.Hour
+	}
+	n, err := store.CleanupTemps(ctx, minAge)
+	switch {
+	case errors.Is(err, context.Canceled):
+	case err != nil:
+		log.Warn("cleaning up temp files of interrupted writes", "err", err)
+	case n > 0:
+		log.Info("removed temp files of interrupted writes", "count", n)
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// handleSignals unmounts mnt on SIGINT and SIGTERM, so that Serve returns
+// and pbsfs exits 0. A busy mount (a shell cd'ed into it, an open file)
+// cannot be unmounted normally; then it is detached lazily (fusermount3
+// -u -z): it disappears from the directory tree at once, the processes
+// still using it keep working, and Serve returns when the last of them lets
+// go. A further signal after that closes the returned channel: serve then
+// stops waiting and pbsfs exits, and those processes get errors. The
+// returned function stops the handling.
+func handleSignals(mnt string, log *slog.Logger, stderr io.Writer) (force <-chan struct{}, stop func()) {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	quit := make(chan struct{})
+	forceCh := make(chan struct{})
+	go func() {
+		detached := false
+		for {
+			select {
+			case <-quit:
+				return
+			case sig := <-ch:
+				if detached {
+					fmt.Fprintf(stderr, "pbsfs: %v received again, exiting; processes still using the detached mount get errors\n", sig)
+					close(forceCh)
+					return
+				}
+				fmt.Fprintf(stderr, "pbsfs: %v received, unmounting %s\n", sig, mnt)
+				lazy, err := unmount(mnt, log)
+				switch {
+				case err != nil:
+					fmt.Fprintf(stderr, "pbsfs: cannot unmount %s: %v\n", mnt, err)
+				case lazy:
+					detached = true
+					fmt.Fprintf(stderr, "pbsfs: %s was busy and is detached now; pbsfs exits when the last process "+
+						"using it lets go (signal again to exit at once)\n", mnt)
+				}
+			}
+		}
+	}()
+	return forceCh, func() {
+		signal.Stop(ch)
+		close(quit)
+	}
+}
+
+// unmount unmounts mnt, lazily if it is busy (lazy then reports true).
+func unmount(mnt string, log *slog.Logger) (lazy bool, err error) {
+	err = fusermount("-u", mnt)
+	if err == nil {
+		return false, nil
+	}
+	log.Info("unmount failed, trying a lazy unmount", "mountpoint", mnt, "err", err)
+	if lerr := fusermount("-u", "-z", mnt); lerr != nil {
+		return false, fmt.Errorf("%v; lazy unmount: %v", err, lerr)
+	}
+	return true, nil
+}
+
+// fusermount runs fusermount3 (what fuse.Unmount runs) in its own process
+// group, so that a second Ctrl-C on the terminal does not kill it midway.
+func fusermount(args ...string) error {
+	cmd := exec.Command("fusermount3", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if msg := strings.TrimSpace(string(out)); msg != "" {
+			return fmt.Errorf("%w: %s", err, msg)
+		}
+		return err
+	}
+	return nil
+}
