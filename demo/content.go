@@ -1,0 +1,298 @@
+package demo
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"pbsfs/index"
+	"pbsfs/manifest"
+)
+
+// Crypt modes as written in manifests.
+const (
+	cryptNone    = "none"
+	cryptEncrypt = "encrypt"
+)
+
+// builder produces archive files (blobs, index files) and writes the chunks
+// they reference into the datastore's .chunks directory.
+type builder struct {
+	base   string // datastore directory
+	rng    *rand.Rand
+	encKey []byte // for encrypted files
+	idKey  []byte
+
+	chunks     map[[32]byte]bool    // chunk files already present
+	zeroDigest map[zeroKey][32]byte // digest cache for all-zero chunks
+	shared     map[string][][]byte  // content shared by a group's snapshots
+
+	// statistics of the snapshot being built, for chunk_upload_stats
+	stats uploadStats
+}
+
+type zeroKey struct {
+	size    uint64
+	encrypt bool
+}
+
+type uploadStats struct {
+	Count, Duplicates, Size, CompressedSize uint64
+}
+
+func newBuilder(base string, seed uint64) *builder {
+	key := DemoKey()
+	return &builder{
+		base:       base,
+		rng:        rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
+		encKey:     key,
+		idKey:      manifest.DeriveIDKey(key),
+		chunks:     make(map[[32]byte]bool),
+		zeroDigest: make(map[zeroKey][32]byte),
+	}
+}
+
+// fileSet collects the files of one snapshot in manifest order.
+type fileSet struct {
+	infos []manifest.FileInfo
+	data  map[string][]byte
+}
+
+func (fs *fileSet) add(info manifest.FileInfo, raw []byte) {
+	if fs.data == nil {
+		fs.data = make(map[string][]byte)
+	}
+	fs.infos = append(fs.infos, info)
+	fs.data[info.Filename] = raw
+}
+
+func cryptMode(encrypt bool) string {
+	if encrypt {
+		return cryptEncrypt
+	}
+	return cryptNone
+}
+
+func (b *builder) iv() [16]byte {
+	var iv [16]byte
+	for i := 0; i < len(iv); i += 8 {
+		v := b.rng.Uint64()
+		for j := 0; j < 8; j++ {
+			iv[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return iv
+}
+
+func (b *builder) uuid() [16]byte {
+	u := b.iv()
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u
+}
+
+// encode encodes data as a DataBlob, encrypted with the demo key if asked.
+func (b *builder) encode(data []byte, encrypt bool) ([]byte, error) {
+	if encrypt {
+		return encryptBlob(b.encKey, b.iv(), data)
+	}
+	return manifest.EncodeBlob(data, true)
+}
+
+// blob returns a .blob archive file and its manifest entry; size and csum
+// describe the raw file bytes (§2.1).
+func (b *builder) blob(name string, content []byte, encrypt bool) (manifest.FileInfo, []byte, error) {
+	raw, err := b.encode(content, encrypt)
+	if err != nil {
+		return manifest.FileInfo{}, nil, fmt.Errorf("blob %s: %w", name, err)
+	}
+	sum := sha256.Sum256(raw)
+	return manifest.FileInfo{
+		Filename:  name,
+		CryptMode: cryptMode(encrypt),
+		Csum:      hex.EncodeToString(sum[:]),
+		Size:      uint64(len(raw)),
+	}, raw, nil
+}
+
+// chunk stores data as a chunk (if not present yet) and returns its digest.
+func (b *builder) chunk(data []byte, encrypt bool) ([32]byte, error) {
+	var idKey []byte
+	if encrypt {
+		idKey = b.idKey
+	}
+	d := chunkDigest(data, idKey)
+	b.stats.Count++
+	b.stats.Size += uint64(len(data))
+	if b.chunks[d] {
+		b.stats.Duplicates++
+		return d, nil
+	}
+	raw, err := b.encode(data, encrypt)
+	if err != nil {
+		return d, fmt.Errorf("chunk: %w", err)
+	}
+	p := filepath.Join(b.base, filepath.FromSlash(index.ChunkPath(d)))
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return d, fmt.Errorf("chunk directory: %w", err)
+	}
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		return d, fmt.Errorf("write chunk: %w", err)
+	}
+	b.stats.CompressedSize += uint64(len(raw))
+	b.chunks[d] = true
+	return d, nil
+}
+
+// zeroChunk stores (once) and returns the digest of an all-zero chunk.
+func (b *builder) zeroChunk(size uint64, encrypt bool) ([32]byte, error) {
+	k := zeroKey{size, encrypt}
+	if d, ok := b.zeroDigest[k]; ok {
+		b.stats.Count++
+		b.stats.Size += size
+		b.stats.Duplicates++
+		return d, nil
+	}
+	d, err := b.chunk(make([]byte, size), encrypt)
+	if err == nil {
+		b.zeroDigest[k] = d
+	}
+	return d, err
+}
+
+// fixed builds a .fidx for a disk image of the given size. content maps
+// chunk numbers to their leading bytes (the rest of each chunk is zero);
+// chunks not in content are all zero, as on a sparse virtual disk.
+func (b *builder) fixed(name string, ctime int64, size, chunkSize uint64, content map[int][]byte, encrypt bool) (manifest.FileInfo, []byte, error) {
+	n := int((size + chunkSize - 1) / chunkSize)
+	fx := &index.Fixed{UUID: b.uuid(), Ctime: ctime, Size: size, ChunkSize: chunkSize, Digests: make([][32]byte, n)}
+	for i := 0; i < n; i++ {
+		clen := min(chunkSize, size-uint64(i)*chunkSize)
+		var (
+			d   [32]byte
+			err error
+		)
+		if c, ok := content[i]; ok {
+			data := make([]byte, clen)
+			copy(data, c)
+			d, err = b.chunk(data, encrypt)
+		} else {
+			d, err = b.zeroChunk(clen, encrypt)
+		}
+		if err != nil {
+			return manifest.FileInfo{}, nil, fmt.Errorf("index %s: %w", name, err)
+		}
+		fx.Digests[i] = d
+	}
+	csum := fx.ComputeCsum()
+	return manifest.FileInfo{
+		Filename:  name,
+		CryptMode: cryptMode(encrypt),
+		Csum:      hex.EncodeToString(csum[:]),
+		Size:      size,
+	}, fx.Encode(), nil
+}
+
+// dynamic builds a .didx whose stream is the concatenation of parts, one
+// chunk per part.
+func (b *builder) dynamic(name string, ctime int64, parts [][]byte, encrypt bool) (manifest.FileInfo, []byte, error) {
+	dx := &index.Dynamic{UUID: b.uuid(), Ctime: ctime}
+	var end uint64
+	for _, p := range parts {
+		if len(p) == 0 {
+			return manifest.FileInfo{}, nil, errors.New("dynamic index: empty chunk")
+		}
+		d, err := b.chunk(p, encrypt)
+		if err != nil {
+			return manifest.FileInfo{}, nil, fmt.Errorf("index %s: %w", name, err)
+		}
+		end += uint64(len(p))
+		dx.Entries = append(dx.Entries, index.DynamicEntry{End: end, Digest: d})
+	}
+	csum, size := dx.ComputeCsum()
+	return manifest.FileInfo{
+		Filename:  name,
+		CryptMode: cryptMode(encrypt),
+		Csum:      hex.EncodeToString(csum[:]),
+		Size:      size,
+	}, dx.Encode(), nil
+}
+
+// Text generators. They only need to look plausible and compress well.
+
+var words = strings.Fields(`alpha backup bridge cache config daemon debian disk
+etc home index kernel local log mail nginx node opt postgres proxmox root run
+service share srv ssl storage sync systemd tmp usr var www zfs`)
+
+// textBlock returns about n bytes of path-like text lines.
+func (b *builder) textBlock(n int, prefix string) []byte {
+	var sb strings.Builder
+	sb.Grow(n + 64)
+	for sb.Len() < n {
+		sb.WriteString(prefix)
+		for k := 0; k < 2+b.rng.IntN(4); k++ {
+			sb.WriteByte('/')
+			sb.WriteString(words[b.rng.IntN(len(words))])
+		}
+		fmt.Fprintf(&sb, " %d %o\n", b.rng.IntN(1<<20), 0o100644)
+	}
+	return []byte(sb.String()[:n])
+}
+
+// pxarParts returns the chunk contents of a file archive stream of about
+// count chunks between 16 and 192 KiB.
+func (b *builder) pxarParts(count int, prefix string) [][]byte {
+	parts := make([][]byte, count)
+	for i := range parts {
+		parts[i] = b.textBlock(16<<10+b.rng.IntN(176<<10), prefix)
+	}
+	return parts
+}
+
+// catalogMagic is PROXMOX_CATALOG_FILE_MAGIC_1_0, the first bytes of a
+// decoded catalog.pcat1 stream.
+var catalogMagic = []byte{145, 253, 96, 249, 196, 103, 88, 213}
+
+func (b *builder) catalog(prefix string) [][]byte {
+	body := append(append([]byte{}, catalogMagic...), b.textBlock(6<<10+b.rng.IntN(8<<10), prefix)...)
+	return [][]byte{body}
+}
+
+// diskHeader returns the first bytes of a virtual disk: a protective MBR and
+// a GPT header signature, followed by a little partition data.
+func (b *builder) diskHeader(label string) []byte {
+	h := make([]byte, 64<<10)
+	h[446+4] = 0xee // protective MBR partition type
+	h[510], h[511] = 0x55, 0xaa
+	copy(h[512:], "EFI PART")
+	copy(h[1024:], label)
+	for i := 4096; i < 8192; i++ {
+		h[i] = byte(b.rng.Uint32())
+	}
+	copy(h[32<<10:], b.textBlock(16<<10, "/"+label))
+	return h
+}
+
+// diskData returns a few KiB of leading data for an otherwise zero chunk.
+func (b *builder) diskData(tag string) []byte {
+	d := b.textBlock(4<<10+b.rng.IntN(28<<10), "/"+tag)
+	for i := 0; i < 512; i++ {
+		d[b.rng.IntN(len(d))] = byte(b.rng.Uint32())
+	}
+	return d
+}
+
+func (b *builder) macAddr() string {
+	return fmt.Sprintf("BC:24:11:%02X:%02X:%02X", b.rng.IntN(256), b.rng.IntN(256), b.rng.IntN(256))
+}
+
+func (b *builder) uuidString() string {
+	u := b.uuid()
+	s := hex.EncodeToString(u[:])
+	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+}

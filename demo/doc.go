@@ -1,0 +1,20 @@
+// Package demo writes demonstration and benchmark datastores with the
+// project's own writer (datastore.Create, Store.CreateGroup,
+// Store.WriteSnapshot, manifest.New and the index encoders).
+//
+// Sample builds a small but realistic store: the root namespace plus "prod"
+// and "prod/db", vm, ct and host groups with owners and group notes, several
+// snapshots per group whose manifests carry notes (multi-line and non-ASCII),
+// chunk_upload_stats and verify_state like PBS writes them, real .fidx/.didx
+// index files whose chunks exist in .chunks, one protected snapshot, one
+// signed manifest with encrypted files (fixed demo key, key-fingerprint in the
+// unprotected section) and one unfinished snapshot (a directory without
+// index.json.blob).
+//
+// Large writes manifests only (no index files, no chunks), with realistic
+// file lists and sizes, in parallel on all available cores; it is meant for
+// benchmarks with tens of thousands of snapshots.
+//
+// Both functions are deterministic: the same call produces the same tree
+// (apart from file times).
+package demo
