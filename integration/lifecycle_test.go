@@ -1,0 +1,166 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStopSignals: pbsfs exits 0 and leaves nothing mounted on SIGTERM and
+// SIGINT, also while the mount is busy (it then detaches lazily).
+func TestStopSignals(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		m := startMount(t, store)
+		m.stopped = true
+		if err := m.cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		if code := m.waitExit(exitTimeout); code != 0 {
+			t.Errorf("exit code after %v: %d, want 0\n%s", sig, code, m.stderr)
+		}
+		if isMounted(m.dir) {
+			t.Errorf("still mounted after %v", sig)
+		}
+		m.checkStderr()
+	}
+
+	// Busy: a process has its working directory inside the mount. pbsfs
+	// detaches the mount at once (lazy unmount) and exits 0 when the last
+	// user lets go.
+	m := startMount(t, store)
+	m.stopped = true
+	busy := exec.Command("sleep", "60")
+	busy.Dir = m.path("vm/100")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	busyDone := false
+	defer func() {
+		if !busyDone {
+			_ = busy.Process.Kill()
+			_ = busy.Wait()
+		}
+	}()
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(exitTimeout)
+	for isMounted(m.dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("busy mount not detached within %v of SIGTERM\n%s", exitTimeout, m.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = busy.Process.Kill()
+	_ = busy.Wait()
+	busyDone = true
+	if code := m.waitExit(exitTimeout); code != 0 {
+		t.Errorf("exit code after SIGTERM on a busy mount: %d, want 0\n%s", code, m.stderr)
+	}
+	m.checkStderr()
+}
+
+// TestExternalUnmount: `fusermount3 -u MOUNTPOINT` ends pbsfs with exit 0.
+func TestExternalUnmount(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	m := startMount(t, store)
+	m.stopped = true
+	if out, err := exec.Command("fusermount3", "-u", m.dir).CombinedOutput(); err != nil {
+		t.Fatalf("fusermount3 -u: %v: %s", err, out)
+	}
+	if code := m.waitExit(exitTimeout); code != 0 {
+		t.Errorf("exit code after fusermount3 -u: %d, want 0\n%s", code, m.stderr)
+	}
+	if isMounted(m.dir) {
+		t.Error("still mounted")
+	}
+	m.checkStderr()
+}
+
+// TestPreMountRefusals: pbsfs refuses bad datastores and mountpoints before
+// mounting, with the named exit codes of the CLI contract.
+func TestPreMountRefusals(t *testing.T) {
+	t.Parallel()
+	if buildErr != nil {
+		t.Fatalf("building pbsfs failed: %v", buildErr)
+	}
+	store := newStore(t)
+	tmp := t.TempDir()
+	mk := func(parts ...string) string {
+		p := filepath.Join(append([]string{tmp}, parts...)...)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	emptyMnt := mk("mnt")
+	notEmpty := mk("full")
+	if err := os.WriteFile(filepath.Join(notEmpty, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noChunks := mk("nochunks")
+	inside := filepath.Join(store, "mnt")
+	if err := os.Mkdir(inside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	insideNS := filepath.Join(store, "ns", "prod", "empty")
+	if err := os.Mkdir(insideNS, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	aFile := filepath.Join(tmp, "afile")
+	if err := os.WriteFile(aFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		exitUsage      = 2
+		exitDatastore  = 10
+		exitMountPoint = 11
+	)
+	base := []string{"mount", "--lock-scheme", "run", "--lock-dir", filepath.Join(tmp, "locks"), "--store", storeName}
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"mountpoint not empty", []string{store, notEmpty}, exitMountPoint},
+		{"mountpoint inside the store", []string{store, inside}, exitMountPoint},
+		{"mountpoint deep inside the store", []string{store, insideNS}, exitMountPoint},
+		{"mountpoint missing", []string{store, filepath.Join(tmp, "missing")}, exitMountPoint},
+		{"mountpoint is a file", []string{store, aFile}, exitMountPoint},
+		{"datastore without .chunks", []string{noChunks, emptyMnt}, exitDatastore},
+		{"datastore missing", []string{filepath.Join(tmp, "nostore"), emptyMnt}, exitDatastore},
+		{"datastore is a file", []string{aFile, emptyMnt}, exitDatastore},
+		{"missing mountpoint argument", []string{store}, exitUsage},
+		{"too many arguments", []string{store, emptyMnt, "extra"}, exitUsage},
+		{"unknown flag", []string{"--no-such-flag", store, emptyMnt}, exitUsage},
+		{"bad lock scheme", []string{"--lock-scheme", "bogus", store, emptyMnt}, exitUsage},
+	}
+	before := treeDigest(t, store)
+	for _, c := range cases {
+		code, out := runPbsfs(t, append(append([]string{}, base...), c.args...)...)
+		if code != c.code {
+			t.Errorf("%s: exit code %d, want %d\n%s", c.name, code, c.code, out)
+		}
+		if out == "" {
+			t.Errorf("%s: no message", c.name)
+		}
+		for _, d := range []string{emptyMnt, notEmpty, inside, insideNS} {
+			if isMounted(d) {
+				t.Errorf("%s: %s got mounted", c.name, d)
+				_ = exec.Command("fusermount3", "-u", "-z", d).Run()
+			}
+		}
+	}
+	if code, out := runPbsfs(t, "no-such-command"); code != exitUsage {
+		t.Errorf("unknown command: exit %d, want %d\n%s", code, exitUsage, out)
+	}
+	// The refusals touched nothing (the two empty directories made above
+	// for the inside cases excepted, which exist in both digests).
+	diffDigests(t, before, treeDigest(t, store))
+}
