@@ -1,0 +1,207 @@
+// Command bench measures pbsfs against two baselines on the same generated
+// datastores in the same run: the raw datastore directory and bindfs (a C
+// libfuse3 passthrough) mounted over it. It builds cmd/pbsfs into a temporary
+// directory, generates stores with demo.Large, runs every workload with the
+// systems alternating within each round, and reports medians and ratios.
+//
+// Usage (from the module root):
+//
+//	go run ./integration/bench [--sizes 1000,10000,100000] [--rounds 3] [--quick] [--out DIR]
+//
+// The results go to stdout, to DIR/BENCHMARKS.md (a markdown table with the
+// machine's facts) and to DIR/docs/walk-scaling.svg (walk time against store
+// size); DIR defaults to the module root, or to nothing for --quick.
+//
+// Cold runs need root (they write /proc/sys/vm/drop_caches); without it they
+// are skipped. The tool unmounts what it mounted and removes its temporary
+// directory on return, on SIGINT/SIGTERM and when --timeout expires.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the command line.
+type config struct {
+	sizes       []int // snapshots per walk store
+	rounds      int   // rounds per workload
+	largeRounds int   // rounds of the walk on stores of largeSize snapshots or more
+	quick       bool
+	out         string // where BENCHMARKS.md and docs/ go; "" = nowhere
+	pbsfsBin    string // prebuilt pbsfs; "" = go build ./cmd/pbsfs
+	deep        int    // snapshots in the one-group store
+	workSize    int    // snapshots in the store reads and writes run on
+	writes      int    // notes writes per round
+	writers     int    // concurrent writers
+	timeout     time.Duration
+	profileDir  string // serve pbsfs from this binary with pprof profiles written here
+	keepStores  string // generate stores here and keep them (reused when present)
+}
+
+// largeSize is where walks switch to cfg.largeRounds: one walk of 100,000
+// snapshots through a FUSE mount takes most of a minute on two cores.
+const largeSize = 50000
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == serveCommand {
+		os.Exit(serveProfiled(os.Args[2:]))
+	}
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	os.Exit(run(cfg))
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fl := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	sizes := fl.String("sizes", "", "comma-separated store sizes in snapshots for the walk (default 1000,10000,100000; --quick 200,1000)")
+	fl.IntVar(&cfg.rounds, "rounds", 0, "rounds per workload, systems alternating within a round (default 3; --quick 1)")
+	fl.IntVar(&cfg.largeRounds, "large-rounds", 2, fmt.Sprintf("rounds of the walk on stores of %d snapshots or more", largeSize))
+	fl.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions: a smoke run of a minute or two")
+	fl.StringVar(&cfg.out, "out", "", "directory for BENCHMARKS.md and docs/walk-scaling.svg (default: the module root; --quick: none)")
+	fl.StringVar(&cfg.pbsfsBin, "pbsfs", "", "use this pbsfs binary instead of building ./cmd/pbsfs")
+	fl.IntVar(&cfg.deep, "group-size", 0, "snapshots in the single group that is listed (default 10000; --quick 1000)")
+	fl.IntVar(&cfg.workSize, "work-size", 0, "snapshots in the store the read and write workloads use (default 10000; --quick 1000)")
+	fl.IntVar(&cfg.writes, "writes", 0, "notes writes per round (default 1000; --quick 100)")
+	fl.IntVar(&cfg.writers, "writers", 8, "concurrent writers")
+	fl.DurationVar(&cfg.timeout, "timeout", 0, "give up, clean up and exit after this long (default 40m; --quick 10m)")
+	fl.StringVar(&cfg.profileDir, "profile", "", "serve pbsfs from an in-process copy writing CPU and heap profiles to this directory (figures are then not the reference)")
+	fl.StringVar(&cfg.keepStores, "stores", "", "generate the stores in this directory and keep them; reused by later runs when present")
+	if err := fl.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fl.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fl.Args())
+	}
+	def := func(v *int, full, quick int) {
+		if *v == 0 {
+			*v = full
+			if cfg.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&cfg.rounds, 3, 1)
+	def(&cfg.deep, 10000, 1000)
+	def(&cfg.workSize, 10000, 1000)
+	def(&cfg.writes, 1000, 100)
+	if cfg.timeout == 0 {
+		cfg.timeout = 40 * time.Minute
+		if cfg.quick {
+			cfg.timeout = 10 * time.Minute
+		}
+	}
+	if *sizes == "" {
+		*sizes = "1000,10000,100000"
+		if cfg.quick {
+			*sizes = "200,1000"
+		}
+	}
+	var err error
+	if cfg.sizes, err = parseSizes(*sizes); err != nil {
+		return cfg, err
+	}
+	if cfg.rounds < 1 || cfg.largeRounds < 1 || cfg.writers < 1 || cfg.writes < cfg.writers ||
+		cfg.deep < 1 || cfg.workSize < 1 {
+		return cfg, errors.New("--rounds, --large-rounds, --writers, --writes, --group-size and --work-size must be positive (and --writes >= --writers)")
+	}
+	if cfg.writes > cfg.workSize {
+		return cfg, fmt.Errorf("--writes %d needs a work store of at least as many snapshots (--work-size %d)", cfg.writes, cfg.workSize)
+	}
+	return cfg, nil
+}
+
+// parseSizes parses "1000,10k,100000" (k and m suffixes allowed), sorted.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		mul := 1
+		switch {
+		case strings.HasSuffix(f, "k"):
+			mul, f = 1000, strings.TrimSuffix(f, "k")
+		case strings.HasSuffix(f, "m"):
+			mul, f = 1000000, strings.TrimSuffix(f, "m")
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--sizes: %q is not a positive number", f)
+		}
+		out = append(out, n*mul)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out, nil
+}
+
+// moduleRoot finds the directory of go.mod from the working directory.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the pbsfs module; run from /work/main")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func run(cfg config) int {
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if cfg.out == "" && !cfg.quick {
+		cfg.out = root
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+
+	cl := newCleaner(os.Stderr)
+	defer cl.run()
+	stopSignals := cl.onSignals(cancel)
+	defer stopSignals()
+	watchdog := time.AfterFunc(cfg.timeout+time.Minute, func() {
+		// The context expired a minute ago and the run still has not come
+		// back: something is stuck in a FUSE request. Tear down from here.
+		fmt.Fprintln(os.Stderr, "bench: timed out and stuck; cleaning up and exiting")
+		cl.run()
+		os.Exit(3)
+	})
+	defer watchdog.Stop()
+
+	b, err := newBench(ctx, cfg, root, cl)
+	if err == nil {
+		err = b.runAll(ctx)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", err, context.Cause(ctx))
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
