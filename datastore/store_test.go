@@ -197,6 +197,9 @@ func TestUpdateRefusesBadInputAndLeavesFileAlone(t *testing.T) {
 	if err := s.SetNotes(sn, "bad \xff utf8"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("invalid UTF-8: %v, want ErrInvalid", err)
 	}
+	if err := s.SetNotes(sn, strings.Repeat("x", MaxNotesSize+1)); !errors.Is(err, ErrInvalid) || !errors.Is(err, manifest.ErrTooLarge) {
+		t.Errorf("huge notes: %v, want ErrInvalid and manifest.ErrTooLarge", err)
+	}
 	if err := s.ReplaceNotes(sn, ptr("not what is there"), "x"); !errors.Is(err, ErrStale) {
 		t.Errorf("stale base: %v, want ErrStale", err)
 	}

@@ -28,7 +28,7 @@ func (s *Store) UpdateManifest(sn Snapshot, fn func(*manifest.Unprotected) error
 }
 
 // SetNotes replaces the snapshot's notes (unprotected.notes). Notes must be
-// valid UTF-8 (else ErrInvalid). Writing the notes the manifest already has
+// valid UTF-8 and at most MaxNotesSize bytes (else ErrInvalid). Writing the notes the manifest already has
 // changes nothing on disk.
 func (s *Store) SetNotes(sn Snapshot, notes string) error {
 	return s.ReplaceNotes(sn, nil, notes)
@@ -42,6 +42,10 @@ func (s *Store) SetNotes(sn Snapshot, notes string) error {
 func (s *Store) ReplaceNotes(sn Snapshot, base *string, notes string) error {
 	if !utf8.ValidString(notes) {
 		return wrap("set notes", s.abs(path.Join(sn.Dir(), ManifestName)), ErrInvalid, manifest.ErrInvalidNotes)
+	}
+	if len(notes) > MaxNotesSize {
+		return wrap("set notes", s.abs(path.Join(sn.Dir(), ManifestName)), ErrInvalid,
+			fmt.Errorf("notes of %d bytes exceed the limit of %d: %w", len(notes), MaxNotesSize, manifest.ErrTooLarge))
 	}
 	return s.updateManifest("set notes", sn, func(u *manifest.Unprotected) error {
 		cur := u.Notes()
