@@ -78,5 +78,18 @@ func (n *readOnlyFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, re
 	return n.denied()
 }
 
+// Access answers access(2) when the kernel does not check permissions
+// itself (mounts without default_permissions): write access is refused, so
+// that editors and `test -w` see the file as read-only before trying.
+func (n *readOnlyFile) Access(ctx context.Context, req *fuse.AccessRequest) error {
+	if req.Mask&accessWrite != 0 {
+		return n.denied()
+	}
+	return nil
+}
+
+// accessWrite is W_OK in an access(2) mask.
+const accessWrite = 2
+
 // Fsync has nothing to write (bazil's default would be EIO).
 func (n *readOnlyFile) Fsync(ctx context.Context, req *fuse.FsyncRequest) error { return nil }

@@ -201,6 +201,9 @@ func TestReadOnlyFiles(t *testing.T) {
 		}
 		wantErrno(t, "truncate "+p, e.setSize(n, 0, false), syscall.EACCES)
 		wantErrno(t, "fsync "+p, n.(fusefs.NodeFsyncer).Fsync(e.ctx, &fuse.FsyncRequest{}), 0)
+		acc := n.(fusefs.NodeAccesser)
+		wantErrno(t, "access W_OK "+p, acc.Access(e.ctx, &fuse.AccessRequest{Mask: 2}), syscall.EACCES)
+		wantErrno(t, "access R_OK "+p, acc.Access(e.ctx, &fuse.AccessRequest{Mask: 4}), 0)
 	}
 }
 

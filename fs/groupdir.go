@@ -46,6 +46,9 @@ func newGroupDir(f *FS, parent *typeDir, rel string, g datastore.Group) *groupDi
 }
 
 func (d *groupDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	if d.takePrimed(a) {
+		return nil
+	}
 	st, err := d.fs.store.StatGroup(d.g)
 	if err != nil {
 		return d.fs.errno("stat "+d.display(), err)
@@ -110,6 +113,7 @@ func (d *groupDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	}
 	d.kids.drop(req.Name)
 	d.fs.dropScratchBelow(sn.Dir())
+	d.fs.invalidateEntry(d, req.Name)
 	// PBS (run scheme) removes a group whose last snapshot went; then the
 	// group directory must vanish from the kernel's cache too.
 	if _, err := d.fs.store.StatGroup(d.g); errors.Is(err, datastore.ErrNotFound) {

@@ -166,6 +166,14 @@ func (e *env) walk(p string) (fusefs.Node, error) {
 		if resp.EntryValid != e.fs.ttl {
 			e.t.Errorf("lookup %s: EntryValid %v, want %v", name, resp.EntryValid, e.fs.ttl)
 		}
+		// bazil asks for the attributes right after every lookup.
+		var a fuse.Attr
+		if err := next.Attr(e.ctx, &a); err != nil {
+			return nil, err
+		}
+		if a != resp.Attr {
+			e.t.Errorf("lookup %s: attributes %v, then %v", name, resp.Attr, a)
+		}
 		n = next
 	}
 	return n, nil

@@ -19,6 +19,7 @@ const ManifestName = "manifest.json"
 type manifestFile struct {
 	readOnlyFile
 	sn    datastore.Snapshot
+	meta  *snapMeta
 	cache contentCache
 }
 
@@ -26,20 +27,24 @@ var (
 	_ fusefs.Node          = (*manifestFile)(nil)
 	_ fusefs.NodeOpener    = (*manifestFile)(nil)
 	_ fusefs.NodeSetattrer = (*manifestFile)(nil)
+	_ fusefs.NodeAccesser  = (*manifestFile)(nil)
 	_ fusefs.NodeFsyncer   = (*manifestFile)(nil)
 	_ fusefs.NodeForgetter = (*manifestFile)(nil)
 )
 
 func newManifestFile(f *FS, d *snapDir) *manifestFile {
-	return &manifestFile{readOnlyFile: readOnlyFile{newBase(f, d.rel+"/"+ManifestName)}, sn: d.sn}
+	return &manifestFile{readOnlyFile: readOnlyFile{newBase(f, d.rel+"/"+ManifestName)}, sn: d.sn, meta: d.meta}
 }
 
 func (n *manifestFile) Attr(ctx context.Context, a *fuse.Attr) error {
-	data, st, err := n.fs.store.ManifestJSON(n.sn)
+	if n.takePrimed(a) {
+		return nil
+	}
+	_, size, st, err := n.meta.lengths()
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
-	n.fs.fileAttr(a, n.ino, len(data), st, 0o444)
+	n.fs.fileAttr(a, n.ino, size, st, 0o444)
 	return nil
 }
 

@@ -42,10 +42,16 @@ func mountEnv(t *testing.T, e *env, opts ...fuse.MountOption) string {
 }
 
 // sh runs a shell script in dir and returns its combined output.
+//
+// The shell changes into dir itself: exec.Cmd.Dir would make the forked
+// child chdir into the mount before exec, while it still shares this
+// process's memory (vfork). If the Go runtime of this process — the FUSE
+// server — then stops the world for a GC, it waits for the forking thread
+// forever, nobody answers the child's FUSE request, and the test, the child
+// and the mount hang for good.
 func sh(t *testing.T, dir, script string) (string, error) {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", script)
-	cmd.Dir = dir
+	cmd := exec.Command("sh", "-c", `cd "$1" || exit 125; `+script, "sh", dir)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "LC_ALL=C.UTF-8", "TERM=dumb")
 	out, err := cmd.CombinedOutput()
 	return string(out), err

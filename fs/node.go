@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"time"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -50,6 +51,41 @@ type nodeBase struct {
 	// forget removes the node from its parent's cache; set by children.get
 	// before the node is published, so it needs no lock.
 	forget func()
+
+	// Attributes computed by the lookup that returned this node, for the
+	// Attr call bazil makes right after it (see lookupChild).
+	primeMu  sync.Mutex
+	primed   fuse.Attr
+	primedAt time.Time
+}
+
+// primeWindow bounds how old primed attributes may be when used.
+const primeWindow = 100 * time.Millisecond
+
+// prime keeps a for the next Attr call.
+func (n *nodeBase) prime(a fuse.Attr) {
+	n.primeMu.Lock()
+	n.primed, n.primedAt = a, time.Now()
+	n.primeMu.Unlock()
+}
+
+// dropPrimed forgets primed attributes (after a change).
+func (n *nodeBase) dropPrimed() {
+	n.primeMu.Lock()
+	n.primedAt = time.Time{}
+	n.primeMu.Unlock()
+}
+
+// takePrimed fills a with primed attributes, if fresh ones are there, and
+// consumes them. Every Attr starts with it.
+func (n *nodeBase) takePrimed(a *fuse.Attr) bool {
+	n.primeMu.Lock()
+	defer n.primeMu.Unlock()
+	if n.primedAt.IsZero() || time.Since(n.primedAt) > primeWindow {
+		return false
+	}
+	*a, n.primedAt = n.primed, time.Time{}
+	return true
 }
 
 func (n *nodeBase) base() *nodeBase { return n }
@@ -132,9 +168,10 @@ type dirBase struct {
 
 // lookupChild returns the child for name, made with mk when not cached, once
 // its attributes could be read (which is also how a missing child is found
-// out). A child that turned out not to exist is not kept. The attributes
-// end up in resp; bazil asks for them once more afterwards, which costs a
-// stat and keeps every node's Attr the single source of its attributes.
+// out). A child that turned out not to exist is not kept. bazil asks for the
+// attributes once more right afterwards; the node answers that call from
+// what was just computed (prime/takePrimed), so a lookup costs one stat or
+// manifest check, not two.
 func (d *dirBase) lookupChild(ctx context.Context, name string, resp *fuse.LookupResponse, mk func() node) (fusefs.Node, error) {
 	n, created := d.kids.get(name, mk)
 	if err := n.Attr(ctx, &resp.Attr); err != nil {
@@ -143,6 +180,7 @@ func (d *dirBase) lookupChild(ctx context.Context, name string, resp *fuse.Looku
 		}
 		return nil, err
 	}
+	n.base().prime(resp.Attr)
 	resp.EntryValid = d.fs.ttl
 	return n, nil
 }

@@ -19,6 +19,9 @@ type notesSource interface {
 	// attributes come from (the manifest blob, the group notes file, or
 	// for a group without notes file the group directory).
 	load() (string, datastore.Stamp, error)
+	// size returns the committed text's length and the stamp, cheaply
+	// where possible (for attributes).
+	size() (int, datastore.Stamp, error)
 	// replace writes text in one locked update, provided the text found
 	// under the lock still equals *base (any text when base is nil).
 	replace(base *string, text string) error
@@ -29,6 +32,12 @@ type notesSource interface {
 type snapNotes struct {
 	store *datastore.Store
 	sn    datastore.Snapshot
+	meta  *snapMeta
+}
+
+func (s snapNotes) size() (int, datastore.Stamp, error) {
+	n, _, st, err := s.meta.lengths()
+	return n, st, err
 }
 
 func (s snapNotes) load() (string, datastore.Stamp, error) {
@@ -61,6 +70,11 @@ func (s groupNotes) load() (string, datastore.Stamp, error) {
 		}
 	}
 	return text, st, nil
+}
+
+func (s groupNotes) size() (int, datastore.Stamp, error) {
+	text, st, err := s.load()
+	return len(text), st, err
 }
 
 func (s groupNotes) replace(base *string, text string) error {
@@ -119,10 +133,11 @@ const NotesName = "notes"
 func newSnapNotes(f *FS, d *snapDir) *notesFile {
 	n := &notesFile{
 		nodeBase: newBase(f, d.rel+"/"+NotesName),
-		src:      snapNotes{store: f.store, sn: d.sn},
+		src:      snapNotes{store: f.store, sn: d.sn, meta: d.meta},
 	}
 	n.changed = func() {
 		if m, ok := d.kids.peek(ManifestName); ok {
+			m.base().dropPrimed()
 			f.invalidateData(m)
 		}
 	}
@@ -140,11 +155,13 @@ func newGroupNotes(f *FS, d *groupDir) *notesFile {
 // has changed it (so that the kernel's idea of the size matches what reads
 // return); times and owner are those of the file the text is stored in.
 func (n *notesFile) Attr(ctx context.Context, a *fuse.Attr) error {
-	text, st, err := n.src.load()
+	if n.takePrimed(a) {
+		return nil
+	}
+	size, st, err := n.src.size()
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
-	size := len(text)
 	n.mu.Lock()
 	if s := n.sess; s != nil && s.dirty {
 		size = len(s.buf)
@@ -321,6 +338,7 @@ func (n *notesFile) commitLocked(op string) error {
 
 // afterCommit drops kernel caches that show the old text.
 func (n *notesFile) afterCommit() {
+	n.dropPrimed()
 	n.fs.invalidateData(n)
 	if n.changed != nil {
 		n.changed()

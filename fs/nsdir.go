@@ -41,6 +41,9 @@ func newNSDir(f *FS, ns datastore.NS) *nsDir {
 }
 
 func (d *nsDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	if d.takePrimed(a) {
+		return nil
+	}
 	st, err := d.fs.store.StatNamespace(d.ns)
 	if err != nil {
 		return d.fs.errno("stat "+d.display(), err)

@@ -31,6 +31,9 @@ var (
 )
 
 func (d *nsListDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	if d.takePrimed(a) {
+		return nil
+	}
 	st, err := d.fs.store.StatNamespacesDir(d.ns)
 	if err != nil {
 		return d.fs.errno("stat "+d.display(), err)

@@ -25,6 +25,7 @@ var (
 	_ fusefs.Node          = (*ownerFile)(nil)
 	_ fusefs.NodeOpener    = (*ownerFile)(nil)
 	_ fusefs.NodeSetattrer = (*ownerFile)(nil)
+	_ fusefs.NodeAccesser  = (*ownerFile)(nil)
 	_ fusefs.NodeFsyncer   = (*ownerFile)(nil)
 	_ fusefs.NodeForgetter = (*ownerFile)(nil)
 )
@@ -34,6 +35,9 @@ func newOwnerFile(f *FS, d *groupDir) *ownerFile {
 }
 
 func (n *ownerFile) Attr(ctx context.Context, a *fuse.Attr) error {
+	if n.takePrimed(a) {
+		return nil
+	}
 	text, st, err := n.fs.store.GroupOwner(n.g)
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)

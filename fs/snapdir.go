@@ -17,7 +17,8 @@ import (
 // directory, removes the snapshot.
 type snapDir struct {
 	editDir
-	sn datastore.Snapshot
+	sn   datastore.Snapshot
+	meta *snapMeta // shared with the notes and manifest.json nodes
 }
 
 var (
@@ -37,7 +38,8 @@ var (
 )
 
 func newSnapDir(f *FS, rel string, sn datastore.Snapshot) *snapDir {
-	d := &snapDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, sn: sn}
+	d := &snapDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, sn: sn,
+		meta: &snapMeta{store: f.store, sn: sn}}
 	d.self = d
 	d.reserved = func(name string) bool { return name == NotesName || name == ManifestName }
 	d.mkNotes = func() node { return newSnapNotes(f, d) }
@@ -45,6 +47,9 @@ func newSnapDir(f *FS, rel string, sn datastore.Snapshot) *snapDir {
 }
 
 func (d *snapDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	if d.takePrimed(a) {
+		return nil
+	}
 	info, err := d.fs.store.StatSnapshot(d.sn)
 	if err != nil {
 		return d.fs.errno("stat "+d.display(), err)

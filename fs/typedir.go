@@ -33,6 +33,9 @@ var (
 )
 
 func (d *typeDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	if d.takePrimed(a) {
+		return nil
+	}
 	st, err := d.fs.store.StatType(d.ns, d.typ)
 	if err != nil {
 		return d.fs.errno("stat "+d.display(), err)
@@ -83,5 +86,6 @@ func (d *typeDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	}
 	d.kids.drop(req.Name)
 	d.fs.dropScratchBelow(g.Dir())
+	d.fs.invalidateEntry(d, req.Name)
 	return nil
 }
