@@ -302,7 +302,8 @@ type heldLock struct {
 // holdLock starts a helper process (this test binary re-executed) that takes
 // a PBS lock with the same configuration as the mount and holds it until
 // release or the end of the test. kind is "snapshot" (exclusive, like a
-// backup writer), "shared-snapshot" (like a reader or verify) or "group".
+// backup writer), "shared-snapshot" (like a reader or verify), "group" or
+// "manifest" (like PBS's update_manifest).
 func (m *mount) holdLock(kind string, ns []string, rel string) *heldLock {
 	m.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -24,7 +24,7 @@ var (
 const (
 	envHelper  = "PBSFS_IT_HELPER" // "holdlock"
 	envLockCfg = "PBSFS_IT_LOCK"   // scheme|dir|store|base
-	envLockObj = "PBSFS_IT_OBJECT" // kind|ns (colon-joined)|rel, kind = snapshot, shared-snapshot, group
+	envLockObj = "PBSFS_IT_OBJECT" // kind|ns (colon-joined)|rel, kind = snapshot, shared-snapshot, group, manifest
 )
 
 func TestMain(m *testing.M) {
@@ -92,6 +92,8 @@ func helperMain() int {
 		lk, err = l.LockSnapshot(p, true)
 	case "group":
 		lk, err = l.LockGroup(p)
+	case "manifest":
+		lk, err = l.LockManifest(p, lock.ManifestTimeout)
 	default:
 		err = fmt.Errorf("unknown lock kind %q", objParts[0])
 	}
