@@ -367,16 +367,74 @@ func TestNotesTruncateWithoutHandle(t *testing.T) {
 		t.Errorf("size %d", a.Size)
 	}
 	// With a writer open, the truncation goes into its session and is
-	// committed right away.
+	// committed with it, when the writer closes.
 	h, _, _ := e.open(n, fuse.OpenWriteOnly)
 	e.write(h, 0, "hello", 0)
 	if err := e.setSize(n, 2, false); err != nil {
 		t.Fatal(err)
 	}
+	if got := e.snapNotes(vm100, tFirst); got != "" {
+		t.Errorf("truncate with a writer open, before its close: %q on disk", got)
+	}
+	if err := e.flush(h); err != nil {
+		t.Fatal(err)
+	}
 	if got := e.snapNotes(vm100, tFirst); got != "he" {
-		t.Errorf("truncate with a writer open: %q", got)
+		t.Errorf("truncate with a writer open, after its close: %q", got)
 	}
 	e.release(h)
+}
+
+// open(O_TRUNC) reaches us as OPEN without O_TRUNC followed by SETATTR(size
+// 0) without a handle. Nothing may be committed before the new text is:
+// until then PBS must see the old notes, and if the new text cannot be
+// written (not UTF-8 here; disk full, a crash) the old notes must stay.
+func TestNotesOpenTruncKeepsOldText(t *testing.T) {
+	e := newEnv(t)
+	n := e.node("vm/100/" + tFirst + "/notes")
+	before := e.snapNotes(vm100, tFirst)
+	if before == "" {
+		t.Fatal("fixture has no notes")
+	}
+	h, _, err := e.open(n, fuse.OpenWriteOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.setSize(n, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.snapNotes(vm100, tFirst); got != before {
+		t.Errorf("after the O_TRUNC setattr: %q on disk, want the old %q", got, before)
+	}
+	if a := e.attr(n); a.Size != 0 {
+		t.Errorf("size after the O_TRUNC setattr %d, want 0", a.Size)
+	}
+	if err := e.write(h, 0, "bad \xff\n", 0); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "flush of invalid UTF-8", e.flush(h), syscall.EILSEQ)
+	wantErrno(t, "release of invalid UTF-8", e.release(h), syscall.EILSEQ)
+	if got := e.snapNotes(vm100, tFirst); got != before {
+		t.Errorf("after a refused O_TRUNC rewrite: %q on disk, want the old %q", got, before)
+	}
+	// The usual case: the new text replaces the old one in one commit.
+	h, _, err = e.open(n, fuse.OpenWriteOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.setSize(n, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.write(h, 0, "new\n", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.flush(h); err != nil {
+		t.Fatal(err)
+	}
+	e.release(h)
+	if got := e.snapNotes(vm100, tFirst); got != "new\n" {
+		t.Errorf("after an O_TRUNC rewrite: %q", got)
+	}
 }
 
 func TestNotesInvalid(t *testing.T) {

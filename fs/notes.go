@@ -92,7 +92,8 @@ func (s groupNotes) replace(base *string, text string) error {
 // opener loads it, later openers join. It is committed — one locked
 // ReplaceNotes or ReplaceGroupNotes — on fsync, on every close (flush) of a
 // writing descriptor, and on the last release if still dirty; setting the
-// size without a descriptor (truncate -s) commits at once.
+// size while nobody has the notes open for writing (truncate -s) commits
+// at once.
 //
 // Lost updates are refused, not made: a commit passes the text the session
 // was built on as base, so if someone else (the PBS GUI, another mount)
@@ -212,7 +213,8 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 	n.sess.writers++
 	if req.Flags&fuse.OpenTruncate != 0 {
 		// The kernel strips O_TRUNC (bazil does not negotiate atomic
-		// O_TRUNC) and sends a Setattr instead; honour it should it come.
+		// O_TRUNC) and sends a Setattr, without a handle, instead (see
+		// Setattr); honour it should it come.
 		n.resizeLocked(0)
 	}
 	return &notesHandle{n: n, write: true, append: req.Flags&fuse.OpenAppend != 0}, nil
@@ -237,9 +239,13 @@ func (n *notesFile) resizeLocked(size int) {
 
 // Setattr:
 //   - size: truncates or extends with NUL bytes the open write session if
-//     there is one (committed on its next fsync or close; committed at once
-//     when the request comes without a file handle), else the committed
-//     text, at once. EFBIG past the size limit.
+//     there is one, with or without a file handle (committed on its next
+//     fsync or close), else the committed text, at once. EFBIG past the
+//     size limit. The kernel sends the truncation of open(O_TRUNC) as a
+//     Setattr without a handle, right after the open: committing that at
+//     once would put empty notes on disk until the new text is closed —
+//     visible to PBS meanwhile, and left there for good if pbsfs dies or
+//     the new text cannot be written (not UTF-8, disk full).
 //   - uid, gid: accepted when unchanged (cp -p, vim's fchown), EPERM
 //     otherwise: the notes belong to the file that stores them.
 //   - mode, atime, mtime: accepted and ignored, deliberately. vim fchmods
@@ -269,9 +275,6 @@ func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp 
 	defer n.mu.Unlock()
 	if s := n.sess; s != nil && s.writers > 0 {
 		n.resizeLocked(size)
-		if !req.Valid.Handle() {
-			return n.commitLocked("truncate")
-		}
 		return nil
 	}
 	text, _, err := n.src.load()
