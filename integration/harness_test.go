@@ -297,6 +297,7 @@ func mustSh(t *testing.T, dir, script string) {
 type heldLock struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
+	once  sync.Once
 }
 
 // holdLock starts a helper process (this test binary re-executed) that takes
@@ -333,14 +334,13 @@ func (m *mount) holdLock(kind string, ns []string, rel string) *heldLock {
 	return h
 }
 
-// release lets the helper unlock and exit.
+// release lets the helper unlock and waits for it to exit. Safe to call
+// more than once and from several goroutines.
 func (h *heldLock) release() {
-	if h.stdin == nil {
-		return
-	}
-	h.stdin.Close()
-	h.stdin = nil
-	_ = h.cmd.Wait()
+	h.once.Do(func() {
+		h.stdin.Close()
+		_ = h.cmd.Wait()
+	})
 }
 
 // locker returns a lock.Locker configured like the mount, for computing
