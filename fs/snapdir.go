@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -68,14 +69,18 @@ func (d *snapDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 	return d.lookupScratch(ctx, req.Name, resp)
 }
 
+// ReadDirAll lists notes and manifest.json unless the snapshot is
+// unfinished; a corrupt manifest is listed (reading it reports the problem).
+// One stat of index.json.blob decides.
 func (d *snapDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
-	info, err := d.fs.store.StatSnapshot(d.sn)
-	if err != nil {
-		return nil, d.fs.errno("list "+d.display(), err)
-	}
 	ents := d.dots()
-	if info.State != datastore.Unfinished {
+	_, err := d.fs.store.ManifestStamp(d.sn)
+	switch {
+	case err == nil, errors.Is(err, datastore.ErrCorrupt):
 		ents = append(ents, d.dirent(ManifestName, fuse.DT_File), d.dirent(NotesName, fuse.DT_File))
+	case errors.Is(err, datastore.ErrUnfinished):
+	default:
+		return nil, d.fs.errno("list "+d.display(), err)
 	}
 	return append(ents, d.fs.scratchList(d.rel)...), nil
 }

@@ -178,7 +178,7 @@ func printTips(w io.Writer, mnt string, sum demo.Summary, sample, readOnly bool)
 		fmt.Fprintf(tw, "  %s\t# %s\n", cmd, what)
 	}
 	tip("cd "+mnt, "")
-	tip("ls -l . vm ns", "namespaces, backup types, groups")
+	tip("ls -l *", "backup types and namespaces (ns), and what they hold")
 	if snapNotes != "" {
 		snap := path.Dir(snapNotes)
 		tip("ls -l "+snap, "a snapshot: notes and manifest.json")

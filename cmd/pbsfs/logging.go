@@ -36,7 +36,7 @@ func fuseConfig(log *slog.Logger, o logOptions) *fusefs.Config {
 	if !o.debug {
 		return nil
 	}
-	hook := func(msg any) { log.Debug("fuse", "msg", fmt.Sprint(msg)) }
+	hook := func(msg any) { log.Debug("fuse: " + fmt.Sprint(msg)) }
 	fuse.Debug = hook
 	return &fusefs.Config{Debug: hook}
 }

@@ -90,7 +90,7 @@ type mountOptions struct {
 	detect     func() (lock.Scheme, string, error) // nil = lock.Detect with defaults
 	lockOwner  func() (int, int)                   // nil = lock.BackupOwner
 	onReady    func(storePath, mountpoint string)  // after the mount is up (demo prints its tips)
-	cleanupAge time.Duration                       // temp files older than this are removed at start; 0 = 1h
+	cleanupAge time.Duration                       // group-directory temp files younger than this are left at start (see datastore.CleanupTemps)
 	stderr     io.Writer
 }
 
@@ -294,11 +294,10 @@ func serve(o mountOptions) error {
 }
 
 // cleanupTemps removes temp files a killed pbsfs left in the store, in the
-// background and under the manifest locks (datastore.CleanupTemps).
+// background, under the manifest locks in snapshot directories and checking
+// the writers' flocks in group directories (datastore.CleanupTemps), so
+// that what a crash left is gone at the next mount.
 func cleanupTemps(ctx context.Context, store *datastore.Store, minAge time.Duration, log *slog.Logger) {
-	if minAge <= 0 {
-		minAge = time.Hour
-	}
 	n, err := store.CleanupTemps(ctx, minAge)
 	switch {
 	case errors.Is(err, context.Canceled):
