@@ -1,6 +1,3 @@
-// Command pbsfs mounts a Proxmox Backup Server datastore as a file system in
-// which every snapshot is a directory holding its notes (read-write) and its
-// manifest (read-only). See `pbsfs --help`.
 package main
 
 import (

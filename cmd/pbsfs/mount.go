@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -202,7 +203,12 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 	}
 	owner := o.lockOwner
 	if owner == nil {
-		owner = lock.BackupOwner
+		owner = func() (int, int) {
+			if os.Geteuid() != 0 {
+				return -1, -1 // only root can give lock files to backup:backup
+			}
+			return lock.BackupOwner()
+		}
 	}
 	uid, gid := owner()
 	lc := lock.Config{Scheme: scheme, Dir: o.lockDir, Store: name, Base: storePath, UID: uid, GID: gid}

@@ -1,0 +1,14 @@
+// Command pbsfs mounts a Proxmox Backup Server datastore as a file system in
+// which every snapshot is a directory holding its notes (read-write) and its
+// manifest (read-only).
+//
+//	pbsfs mount [OPTION]... DATASTORE MOUNTPOINT
+//	pbsfs demo [OPTION]... [DIR]
+//	pbsfs version
+//
+// The file layout: main.go (command dispatch, flag parsing), mount.go (the
+// mount command and serving), demo.go (the demo command), checks.go
+// (pre-mount checks, datastore.cfg lookup), signals.go (SIGINT/SIGTERM,
+// lazy unmount), logging.go, exitcodes.go (the exit codes, part of the
+// command-line contract). See `pbsfs --help` and `pbsfs COMMAND --help`.
+package main
