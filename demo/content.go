@@ -23,10 +23,9 @@ const (
 // builder produces archive files (blobs, index files) and writes the chunks
 // they reference into the datastore's .chunks directory.
 type builder struct {
-	base   string // datastore directory
-	rng    *rand.Rand
-	encKey []byte // for encrypted files
-	idKey  []byte
+	base  string // datastore directory
+	rng   *rand.Rand
+	crypt *manifest.CryptConfig // for encrypted files (the demo key)
 
 	chunks     map[[32]byte]bool    // chunk files already present
 	zeroDigest map[zeroKey][32]byte // digest cache for all-zero chunks
@@ -45,16 +44,18 @@ type uploadStats struct {
 	Count, Duplicates, Size, CompressedSize uint64
 }
 
-func newBuilder(base string, seed uint64) *builder {
-	key := DemoKey()
+func newBuilder(base string, seed uint64) (*builder, error) {
+	cc, err := manifest.NewCryptConfig(DemoKey())
+	if err != nil {
+		return nil, fmt.Errorf("demo key: %w", err)
+	}
 	return &builder{
 		base:       base,
 		rng:        rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
-		encKey:     key,
-		idKey:      manifest.DeriveIDKey(key),
+		crypt:      cc,
 		chunks:     make(map[[32]byte]bool),
 		zeroDigest: make(map[zeroKey][32]byte),
-	}
+	}, nil
 }
 
 // fileSet collects the files of one snapshot in manifest order.
@@ -78,28 +79,24 @@ func cryptMode(encrypt bool) string {
 	return cryptNone
 }
 
-func (b *builder) iv() [16]byte {
-	var iv [16]byte
-	for i := 0; i < len(iv); i += 8 {
+func (b *builder) uuid() [16]byte {
+	var u [16]byte
+	for i := 0; i < len(u); i += 8 {
 		v := b.rng.Uint64()
 		for j := 0; j < 8; j++ {
-			iv[i+j] = byte(v >> (8 * j))
+			u[i+j] = byte(v >> (8 * j))
 		}
 	}
-	return iv
-}
-
-func (b *builder) uuid() [16]byte {
-	u := b.iv()
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	return u
 }
 
-// encode encodes data as a DataBlob, encrypted with the demo key if asked.
+// encode encodes data as a DataBlob (compressed if that is not larger),
+// encrypted with the demo key if asked.
 func (b *builder) encode(data []byte, encrypt bool) ([]byte, error) {
 	if encrypt {
-		return encryptBlob(b.encKey, b.iv(), data)
+		return b.crypt.EncodeBlob(data, true)
 	}
 	return manifest.EncodeBlob(data, true)
 }
@@ -122,11 +119,11 @@ func (b *builder) blob(name string, content []byte, encrypt bool) (manifest.File
 
 // chunk stores data as a chunk (if not present yet) and returns its digest.
 func (b *builder) chunk(data []byte, encrypt bool) ([32]byte, error) {
-	var idKey []byte
+	var cc *manifest.CryptConfig
 	if encrypt {
-		idKey = b.idKey
+		cc = b.crypt
 	}
-	d := chunkDigest(data, idKey)
+	d := manifest.ChunkDigest(data, cc)
 	b.stats.Count++
 	b.stats.Size += uint64(len(data))
 	if b.chunks[d] {

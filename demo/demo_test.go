@@ -36,7 +36,24 @@ func snapRef(t *testing.T, rel string) (ns []string, typ, id, tm string) {
 	return ns, parts[0], parts[1], parts[2]
 }
 
-// decryptBlob is an independent decoder for encrypted DataBlobs.
+// Magics of the two encrypted DataBlob variants (pbs-format.md §1.1).
+var (
+	magicEncrypted = [8]byte{123, 103, 133, 190, 34, 45, 76, 240}
+	magicEncrCompr = [8]byte{230, 89, 27, 191, 11, 191, 216, 11}
+)
+
+// chunkDigest is PBS's compute_digest, written independently of package
+// manifest: SHA-256 of the plain data, with the id key appended for
+// encrypted chunks.
+func chunkDigest(data, idKey []byte) [32]byte {
+	if idKey == nil {
+		return sha256.Sum256(data)
+	}
+	return sha256.Sum256(append(append([]byte{}, data...), idKey...))
+}
+
+// decryptBlob is an independent decoder for encrypted DataBlobs (AES-256-GCM
+// with a 16-byte IV, tag in the header, zstd inside for the compressed magic).
 func decryptBlob(t *testing.T, raw, key []byte) []byte {
 	t.Helper()
 	if len(raw) < 44 {

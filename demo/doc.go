@@ -15,6 +15,9 @@
 // file lists and sizes, in parallel on all available cores; it is meant for
 // benchmarks with tens of thousands of snapshots.
 //
-// Both functions are deterministic: the same call produces the same tree
-// (apart from file times).
+// Both functions are deterministic: the same call produces the same tree,
+// apart from file times and the random IVs of encrypted blobs and chunks.
+// Encryption, chunk digests and the key fingerprint come from
+// manifest.CryptConfig; the package's tests check them with an independent
+// decoder.
 package demo

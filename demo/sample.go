@@ -105,7 +105,10 @@ func Sample(dir string) (Summary, error) {
 		return Summary{}, err
 	}
 	defer cleanup()
-	b := newBuilder(st.Path(), 1)
+	b, err := newBuilder(st.Path(), 1)
+	if err != nil {
+		return Summary{}, err
+	}
 	var sum Summary
 	nss := map[string]bool{}
 	for _, gs := range sampleGroups() {
@@ -189,10 +192,10 @@ func (b *builder) writeSnapshot(st *datastore.Store, gs groupSpec, idx int, ss s
 		}
 	}
 	if ss.encrypted {
-		if err := setJSON(u, "key-fingerprint", manifest.Fingerprint(b.encKey)); err != nil {
+		if err := setJSON(u, "key-fingerprint", b.crypt.Fingerprint()); err != nil {
 			return err
 		}
-		if err := m.Sign(b.idKey); err != nil {
+		if err := m.Sign(b.crypt.IDKey()); err != nil {
 			return fmt.Errorf("sign manifest: %w", err)
 		}
 	}
