@@ -82,14 +82,17 @@ func TestPBSAlongside(t *testing.T) {
 		if took < lock.ManifestTimeout-500*time.Millisecond {
 			t.Errorf("gave up after %v, PBS waits %v", took, lock.ManifestTimeout)
 		}
-		// The refused write must stay refused: nothing may be written
-		// later either (when the file is released, after the lock is free).
-		time.Sleep(scaled(time.Second))
-		after, _ := os.ReadFile(filepath.Join(store, snap, "index.json.blob"))
-		if !bytes.Equal(before, after) {
-			mm, _ := manifest.Load(after)
-			t.Errorf("manifest changed although the write failed with EAGAIN: notes now %q", mm.Notes())
-		}
+		// An error returned by close must mean nothing was written: the
+		// application may retry (and a retried >> would then append twice).
+		// fs currently retries the failed commit at the last release.
+		t.Run("not committed at release", func(t *testing.T) {
+			time.Sleep(scaled(time.Second))
+			after, _ := os.ReadFile(filepath.Join(store, snap, "index.json.blob"))
+			if !bytes.Equal(before, after) {
+				mm, _ := manifest.Load(after)
+				t.Errorf("manifest changed although the write failed with EAGAIN: notes now %q", mm.Notes())
+			}
+		})
 	})
 
 	t.Run("manifest lock released in time", func(t *testing.T) {
