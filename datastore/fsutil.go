@@ -101,9 +101,15 @@ func fstat(f *os.File) (Stamp, error) {
 
 // readRel reads a whole regular file below the root, at most limit bytes (a
 // larger file is an error). It returns the content and the stamp of the very
-// file read.
+// file read. Anything else found under that name is refused, as
+// errNotRegular, without blocking: a FIFO planted in the store is opened
+// with O_NONBLOCK (a plain open would wait for a writer forever, hanging
+// every request that reads it), a socket cannot be opened (ENXIO).
 func (s *Store) readRel(rel string, limit int64) ([]byte, Stamp, error) {
-	f, err := s.openRel(rel, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := s.openRel(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if errors.Is(err, unix.ENXIO) { // a socket
+		return nil, Stamp{}, fmt.Errorf("%w: %w", err, errNotRegular)
+	}
 	if err != nil {
 		return nil, Stamp{}, err
 	}
