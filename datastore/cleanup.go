@@ -8,12 +8,16 @@ import (
 )
 
 // CleanupTemps walks the whole datastore and removes temp files that a pbsfs
-// process killed mid-write left in snapshot directories (see TempPrefix).
-// Each directory is cleaned under its manifest lock, which every writer of
-// the manifest holds while its temp file exists, so a live writer's file is
-// never touched; a snapshot whose lock is busy is skipped. Group directories
-// have no such lock in every scheme, so there only temp files older than
-// minAge are removed. It returns how many files it removed.
+// process killed mid-write left in snapshot and group directories (see
+// TempPrefix). Each snapshot directory is cleaned under its manifest lock,
+// which every writer of the manifest holds while its temp file exists, so a
+// live writer's file is never touched; a snapshot whose lock is busy is
+// skipped. Group directories (group notes) have no such lock in every
+// scheme; there a temp file is removed when no writer holds the flock every
+// writer keeps on its temp file, and it is at least minAge old. minAge only
+// has to cover the instant between a writer creating its temp file and
+// locking it (0 is fine: losing that race costs the other writer an error,
+// not data). It returns how many files it removed.
 func (s *Store) CleanupTemps(ctx context.Context, minAge time.Duration) (int, error) {
 	if s.readOnly {
 		return 0, nil
@@ -66,7 +70,11 @@ func (s *Store) cleanGroup(g Group, minAge time.Duration) int {
 			if err != nil || time.Since(info.ModTime()) < minAge {
 				continue
 			}
-			if s.unlinkRel(g.Dir(), name) == nil {
+			ok, err := s.removeDeadTemp(g.Dir(), name)
+			if err != nil {
+				s.log.Warn("cannot clean up temp file", "file", s.abs(path.Join(g.Dir(), name)), "err", err)
+			}
+			if ok {
 				s.log.Info("removed temp file left by an interrupted write", "file", s.abs(path.Join(g.Dir(), name)))
 				removed++
 			}

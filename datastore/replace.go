@@ -13,7 +13,9 @@ import (
 
 // TempPrefix starts the name of every temporary file pbsfs writes into the
 // datastore. A file with this prefix is pbsfs's own and, once its writer is
-// gone, garbage (see CleanupTemps).
+// gone, garbage (see CleanupTemps). Its writer holds an exclusive flock on
+// it from right after creating it until it has been renamed into place, so
+// a temp file nobody holds a flock on is a dead writer's.
 const TempPrefix = ".pbsfs-tmp-"
 
 // fileOwner is the owner, group and mode a replaced file must keep.
@@ -23,9 +25,10 @@ type fileOwner struct {
 }
 
 // replaceFile atomically replaces dirRel/name with data: a temp file in the
-// same directory, fchown+fchmod to keep the owner and mode, fsync, rename over
-// the target, fsync the directory. On any error the temp file is removed and
-// the target is untouched. It returns the stamp of the new file.
+// same directory (flocked while it exists, see TempPrefix), fchown+fchmod to
+// keep the owner and mode, fsync, rename over the target, fsync the
+// directory. On any error the temp file is removed and the target is
+// untouched. It returns the stamp of the new file.
 func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (Stamp, error) {
 	dir, err := s.openRel(dirRel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
@@ -43,14 +46,21 @@ func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (St
 	if err != nil {
 		return Stamp{}, &os.PathError{Op: "create", Path: s.abs(dirRel + "/" + tmp), Err: err}
 	}
+	// Lock it at once: from now on CleanupTemps knows it is a live writer's.
+	// (Only a cleanup that took it for a dead writer's in between can
+	// hold it already.)
+	lockErr := flockNB(fd)
 	f := os.NewFile(uintptr(fd), s.abs(dirRel+"/"+tmp))
 	committed := false
 	defer func() {
-		f.Close()
 		if !committed {
 			_ = unix.Unlinkat(dfd, tmp, 0)
 		}
+		f.Close() // drops the flock
 	}()
+	if lockErr != nil {
+		return Stamp{}, &os.PathError{Op: "flock", Path: f.Name(), Err: lockErr}
+	}
 
 	if _, err := f.Write(data); err != nil {
 		return Stamp{}, fmt.Errorf("write %s: %w", f.Name(), err)
@@ -119,6 +129,56 @@ func (s *Store) removeStaleTemps(dirRel string) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// flockNB takes an exclusive flock on fd without waiting.
+func flockNB(fd int) error {
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// removeDeadTemp removes the temp file dirRel/name if its writer is gone:
+// nobody holds a flock on it (see TempPrefix). It reports whether it did;
+// a temp file whose writer is alive, or that vanished or was replaced
+// meanwhile, stays.
+func (s *Store) removeDeadTemp(dirRel, name string) (bool, error) {
+	dir, err := s.openRel(dirRel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return false, err
+	}
+	defer dir.Close()
+	dfd := int(dir.Fd())
+	display := s.abs(dirRel + "/" + name)
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return false, nil
+	}
+	if err != nil {
+		return false, &os.PathError{Op: "open", Path: display, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := flockNB(fd); err != nil {
+		if err == unix.EWOULDBLOCK {
+			return false, nil // a live writer's
+		}
+		return false, &os.PathError{Op: "flock", Path: display, Err: err}
+	}
+	var held, now unix.Stat_t
+	if err := unix.Fstat(fd, &held); err != nil {
+		return false, &os.PathError{Op: "fstat", Path: display, Err: err}
+	}
+	if err := unix.Fstatat(dfd, name, &now, unix.AT_SYMLINK_NOFOLLOW); err != nil || now.Dev != held.Dev || now.Ino != held.Ino ||
+		held.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil // renamed into place or replaced meanwhile
+	}
+	if err := unix.Unlinkat(dfd, name, 0); err != nil && err != unix.ENOENT {
+		return false, &os.PathError{Op: "unlink", Path: display, Err: err}
+	}
+	return true, nil
 }
 
 // unlinkRel removes one file (not a directory) in dirRel.
