@@ -26,7 +26,7 @@ func idOf(st Stamp) fileID {
 
 type cachedManifest struct {
 	m      *manifest.Manifest
-	pretty []byte // MarshalPretty()+"\n", computed once
+	pretty []byte // MarshalPretty()+"\n" (see manifestText), computed once
 }
 
 // Manifest returns the decoded manifest of a finished snapshot and the stamp
@@ -98,8 +98,7 @@ func (s *Store) loadManifest(sn Snapshot) (*cachedManifest, Stamp, error) {
 // remember caches a decoded manifest under the identity of the blob it
 // was read from (or written as).
 func (s *Store) remember(st Stamp, m *manifest.Manifest) *cachedManifest {
-	pretty := m.MarshalPretty()
-	c := &cachedManifest{m: m, pretty: append(pretty, '\n')}
+	c := &cachedManifest{m: m, pretty: s.manifestText(m)}
 	s.cache.Add(idOf(st), c)
 	return c
 }

@@ -25,6 +25,7 @@ type Options struct {
 	ReadOnly  bool        // refuse every change with ErrReadOnly
 	CacheSize int         // decoded-manifest LRU entries; 0 = DefaultCacheSize
 	Logger    *slog.Logger
+	Archives  ArchiveOptions // archive contents, key and chunk cache (archive.go)
 }
 
 // Store is an open datastore. It is safe for concurrent use.
@@ -36,6 +37,7 @@ type Store struct {
 	readOnly bool
 	log      *slog.Logger
 	cache    *lru.Cache[fileID, *cachedManifest]
+	arch     *archiveState
 
 	groupNotesMu sync.Mutex // serialises this process's group-notes writers (PBS 3.x takes no lock)
 }
@@ -92,6 +94,7 @@ func Open(path string, o Options) (*Store, error) {
 		readOnly: o.ReadOnly,
 		log:      logger,
 		cache:    cache,
+		arch:     newArchiveState(o.Archives),
 	}, nil
 }
 

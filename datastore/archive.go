@@ -1,0 +1,643 @@
+package datastore
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync/atomic"
+
+	"pbsfs/index"
+	"pbsfs/manifest"
+)
+
+// DefaultChunkCache is the byte bound of the decoded-chunk cache when
+// ArchiveOptions.CacheBytes is zero: 16 chunks of the default 4 MiB size.
+const DefaultChunkCache = 64 << 20
+
+// maxIndexFile bounds how much of an index file is read (a .fidx of a
+// 64 TiB image in 4 MiB chunks is 512 MiB).
+const maxIndexFile = 1 << 30
+
+// ClientLogName is the client log PBS stores beside the archives after the
+// manifest is written, so it is not listed in the manifest.
+const ClientLogName = "client.log.blob"
+
+// ArchiveOptions configure access to the archives inside snapshots (the
+// .blob, .fidx and .didx files a manifest lists).
+type ArchiveOptions struct {
+	// Enabled makes ListArchives list them; without it a snapshot has no
+	// archives to show (the file system then shows only notes and
+	// manifest.json).
+	Enabled bool
+	// Crypt is the key for archives with crypt-mode "encrypt"; nil leaves
+	// them unreadable (ErrEncrypted). With a key, ManifestJSON also
+	// reports whether the manifest's signature is valid.
+	Crypt *manifest.CryptConfig
+	// CacheBytes bounds the decoded-chunk cache; 0 = DefaultChunkCache,
+	// negative = no cache.
+	CacheBytes int64
+}
+
+// archiveState is the store's archive configuration and chunk cache.
+type archiveState struct {
+	opts  ArchiveOptions
+	cache *chunkCache
+}
+
+func newArchiveState(o ArchiveOptions) *archiveState {
+	limit := o.CacheBytes
+	if limit == 0 {
+		limit = DefaultChunkCache
+	}
+	return &archiveState{opts: o, cache: newChunkCache(limit)}
+}
+
+// ArchivesEnabled reports whether archives are listed (ArchiveOptions.Enabled).
+func (s *Store) ArchivesEnabled() bool { return s.arch.opts.Enabled }
+
+// Crypt returns the encryption key configuration, nil without a key.
+func (s *Store) Crypt() *manifest.CryptConfig { return s.arch.opts.Crypt }
+
+// ChunkCacheStats returns the number of chunks in the decoded-chunk cache
+// and the bytes they hold.
+func (s *Store) ChunkCacheStats() (entries int, size int64) { return s.arch.cache.stats() }
+
+// ArchiveKind is the kind of an archive file.
+type ArchiveKind int
+
+const (
+	// BlobArchive: a .blob file, shown decoded.
+	BlobArchive ArchiveKind = iota
+	// FixedArchive: a .fidx (fixed-size chunks: disk images).
+	FixedArchive
+	// DynamicArchive: a .didx (variable-size chunks: pxar streams, catalogs).
+	DynamicArchive
+)
+
+func (k ArchiveKind) String() string {
+	switch k {
+	case BlobArchive:
+		return "blob"
+	case FixedArchive:
+		return "fixed index"
+	case DynamicArchive:
+		return "dynamic index"
+	}
+	return "unknown"
+}
+
+// ArchiveName maps an archive file name to the name its content is shown
+// under (the file name without .blob, .fidx or .didx) and its kind. ok is
+// false for other files, for the manifest itself and for names that are not
+// safe file names.
+func ArchiveName(file string) (name string, kind ArchiveKind, ok bool) {
+	if file == ManifestName || !ValidSafeID(file) {
+		return "", 0, false
+	}
+	for _, e := range [...]struct {
+		ext  string
+		kind ArchiveKind
+	}{{".blob", BlobArchive}, {".fidx", FixedArchive}, {".didx", DynamicArchive}} {
+		if n, found := strings.CutSuffix(file, e.ext); found && n != "" {
+			return n, e.kind, true
+		}
+	}
+	return "", 0, false
+}
+
+// ArchiveInfo describes an archive of a snapshot as its manifest lists it.
+type ArchiveInfo struct {
+	Name       string // shown name (File without its extension)
+	File       string // file name in the snapshot directory
+	Kind       ArchiveKind
+	CryptMode  string // "none", "encrypt", "sign-only"; "" when not in the manifest
+	Size       uint64 // manifest size: raw file bytes for blobs, content bytes for indexes
+	Csum       string // manifest csum (hex); "" when not in the manifest
+	InManifest bool   // false only for client.log.blob
+}
+
+// Encrypted reports whether the manifest marks the archive encrypted.
+func (a ArchiveInfo) Encrypted() bool { return a.CryptMode == manifest.CryptEncrypt }
+
+// ListArchives returns the archives of a finished snapshot in manifest
+// order: every manifest entry with an archive extension and a safe name,
+// and client.log.blob when it exists. Two entries showing under the same
+// name keep the first. It returns nothing (and no error) unless archives
+// are enabled. The stamp is the manifest's.
+func (s *Store) ListArchives(sn Snapshot) ([]ArchiveInfo, Stamp, error) {
+	m, st, err := s.Manifest(sn)
+	if err != nil || !s.arch.opts.Enabled {
+		return nil, st, err
+	}
+	files := m.Files()
+	out := make([]ArchiveInfo, 0, len(files)+1)
+	seen := make(map[string]bool, len(files)+1)
+	for _, f := range files {
+		name, kind, ok := ArchiveName(f.Filename)
+		if !ok || seen[name] {
+			s.log.Debug("manifest entry not shown as an archive", "snapshot", sn.Dir(), "file", f.Filename)
+			continue
+		}
+		seen[name] = true
+		out = append(out, ArchiveInfo{Name: name, File: f.Filename, Kind: kind, CryptMode: f.CryptMode,
+			Size: f.Size, Csum: f.Csum, InManifest: true})
+	}
+	if name, kind, _ := ArchiveName(ClientLogName); !seen[name] {
+		if ok, err := s.exists(path.Join(sn.Dir(), ClientLogName)); err == nil && ok {
+			out = append(out, ArchiveInfo{Name: name, File: ClientLogName, Kind: kind})
+		}
+	}
+	return out, st, nil
+}
+
+// findArchive returns the archive shown as name.
+func (s *Store) findArchive(sn Snapshot, name string) (ArchiveInfo, error) {
+	list, _, err := s.ListArchives(sn)
+	if err != nil {
+		return ArchiveInfo{}, err
+	}
+	for _, a := range list {
+		if a.Name == name {
+			return a, nil
+		}
+	}
+	return ArchiveInfo{}, wrap("open archive", s.abs(path.Join(sn.Dir(), name)), ErrNotFound, nil)
+}
+
+// StatArchive stats the archive file shown as name (cheap: no read). A file
+// the manifest lists but the directory lacks is ErrCorrupt.
+func (s *Store) StatArchive(sn Snapshot, name string) (ArchiveInfo, Stamp, error) {
+	info, err := s.findArchive(sn, name)
+	if err != nil {
+		return info, Stamp{}, err
+	}
+	rel := path.Join(sn.Dir(), info.File)
+	st, err := s.statRel(rel)
+	if err != nil {
+		return info, Stamp{}, s.archiveFileErr("stat archive", rel, info, err)
+	}
+	if !st.IsRegular() {
+		return info, st, wrap("stat archive", s.abs(rel), ErrCorrupt, errNotRegular)
+	}
+	return info, st, nil
+}
+
+func (s *Store) archiveFileErr(op, rel string, info ArchiveInfo, err error) error {
+	switch {
+	case errors.Is(err, errLoop):
+		return wrap(op, s.abs(rel), ErrCorrupt, errors.New("is a symlink; not followed"))
+	case info.InManifest && classify(err) == ErrNotFound:
+		return wrap(op, s.abs(rel), ErrCorrupt, errors.New("listed in the manifest but missing"))
+	}
+	return wrap(op, s.abs(rel), nil, err)
+}
+
+// Archive is an opened archive of a snapshot: its index (or decoded blob),
+// checked against the manifest. It is immutable apart from its read-ahead
+// bookkeeping and safe for concurrent use; it holds no file descriptor.
+type Archive struct {
+	s     *Store
+	info  ArchiveInfo
+	path  string // absolute path of the archive file, for messages
+	stamp Stamp  // of the archive file read
+	size  int64
+
+	fixed *index.Fixed
+	dyn   *index.Dynamic
+	blob  []byte // decoded blob
+
+	crypt      *manifest.CryptConfig // key for an encrypted archive (nil without one)
+	encrypted  bool                  // chunks must be encrypted (crypt-mode encrypt)
+	unreadable error                 // why the content cannot be read (ErrEncrypted), or nil
+
+	last        atomic.Int64 // last chunk read, for the sequential read-ahead
+	prefetching atomic.Bool
+}
+
+// OpenArchive opens the archive of a finished snapshot shown as name (see
+// ListArchives). It reads the whole index or blob file and checks it
+// against the manifest as PBS's verify does — size and SHA-256 of the raw
+// file for blobs, size and index checksum for indexes — so a file that does
+// not match gives ErrCorrupt here, before anything is served from it.
+// Encrypted archives open without a key, but Readable, ReadAt and View then
+// fail with ErrEncrypted (and a blob's size is unknown, 0).
+func (s *Store) OpenArchive(sn Snapshot, name string) (*Archive, error) {
+	const op = "open archive"
+	info, err := s.findArchive(sn, name)
+	if err != nil {
+		return nil, err
+	}
+	rel := path.Join(sn.Dir(), info.File)
+	abs := s.abs(rel)
+	limit := int64(maxIndexFile)
+	if info.Kind == BlobArchive {
+		limit = maxChunkFile
+	}
+	raw, st, err := s.readRel(rel, limit)
+	if err != nil {
+		return nil, s.archiveFileErr(op, rel, info, err)
+	}
+	a := &Archive{s: s, info: info, path: abs, stamp: st, encrypted: info.Encrypted()}
+	a.last.Store(-2)
+	if a.encrypted {
+		a.crypt = s.arch.opts.Crypt
+		if a.unreadable, err = s.keyMismatch(sn); err != nil {
+			return nil, err
+		}
+	}
+	if a.encrypted && a.crypt == nil && a.unreadable == nil {
+		a.unreadable = wrap(op, abs, ErrEncrypted, errors.New("archive is encrypted and no key was given"))
+	}
+	switch info.Kind {
+	case BlobArchive:
+		if err := a.openBlob(raw); err != nil {
+			return nil, err
+		}
+	case FixedArchive:
+		fx, err := index.ParseFixed(raw)
+		if err != nil {
+			return nil, wrap(op, abs, ErrCorrupt, err)
+		}
+		if err := a.checkIndex(fx.ComputeCsum(), fx.Size); err != nil {
+			return nil, err
+		}
+		a.fixed, a.size = fx, int64(fx.Size)
+	case DynamicArchive:
+		dx, err := index.ParseDynamic(raw)
+		if err != nil {
+			return nil, wrap(op, abs, ErrCorrupt, err)
+		}
+		csum, size := dx.ComputeCsum()
+		if err := a.checkIndex(csum, size); err != nil {
+			return nil, err
+		}
+		a.dyn, a.size = dx, int64(size)
+	}
+	if a.size < 0 {
+		return nil, wrap(op, abs, ErrCorrupt, fmt.Errorf("size %d out of range", uint64(a.size)))
+	}
+	return a, nil
+}
+
+// keyMismatch returns an ErrEncrypted error when the snapshot's manifest
+// names a key (unprotected key-fingerprint) other than the one given: its
+// encrypted archives cannot be read with it.
+func (s *Store) keyMismatch(sn Snapshot) (reason, err error) {
+	cfg := s.arch.opts.Crypt
+	if cfg == nil {
+		return nil, nil
+	}
+	m, _, err := s.Manifest(sn)
+	if err != nil {
+		return nil, err
+	}
+	fp, ok := manifestFingerprint(m)
+	if !ok || fp == cfg.Fingerprint() {
+		return nil, nil
+	}
+	return wrap("open archive", s.abs(sn.Dir()), ErrEncrypted,
+		fmt.Errorf("snapshot is encrypted with the key %s, not with the given key %s", fp, cfg.Fingerprint())), nil
+}
+
+// manifestFingerprint returns unprotected key-fingerprint, if it is a string.
+func manifestFingerprint(m *manifest.Manifest) (string, bool) {
+	raw, ok := m.Unprotected().Get("key-fingerprint")
+	if !ok {
+		return "", false
+	}
+	var fp string
+	if json.Unmarshal(raw, &fp) != nil {
+		return "", false
+	}
+	return fp, true
+}
+
+// openBlob checks a blob file against the manifest and decodes it.
+func (a *Archive) openBlob(raw []byte) error {
+	const op = "open archive"
+	if a.info.InManifest {
+		if err := a.checkRaw(raw); err != nil {
+			return err
+		}
+	}
+	b, err := manifest.ParseBlob(raw)
+	if err != nil {
+		return wrap(op, a.path, ErrCorrupt, err)
+	}
+	if a.info.InManifest && b.Encrypted() != a.encrypted {
+		return wrap(op, a.path, ErrCorrupt, fmt.Errorf("crypt mode mismatch: manifest says %q, blob is %s", a.info.CryptMode, b.Magic))
+	}
+	if b.Encrypted() {
+		if a.unreadable != nil {
+			return nil
+		}
+		if a.crypt = a.s.arch.opts.Crypt; a.crypt == nil {
+			a.unreadable = wrap(op, a.path, ErrEncrypted, errors.New("blob is encrypted and no key was given"))
+			return nil
+		}
+	}
+	data, err := b.DecodeWith(a.crypt)
+	if err != nil {
+		return wrap(op, a.path, ErrCorrupt, err)
+	}
+	a.blob, a.size = data, int64(len(data))
+	return nil
+}
+
+// checkRaw compares a blob file with the manifest's size and csum.
+func (a *Archive) checkRaw(raw []byte) error {
+	if uint64(len(raw)) != a.info.Size {
+		return wrap("open archive", a.path, ErrCorrupt, fmt.Errorf("wrong size (%d != %d in the manifest)", len(raw), a.info.Size))
+	}
+	sum := sha256.Sum256(raw)
+	return a.checkCsum(sum)
+}
+
+// checkIndex compares an index's computed checksum and size with the
+// manifest's.
+func (a *Archive) checkIndex(csum [32]byte, size uint64) error {
+	if size != a.info.Size {
+		return wrap("open archive", a.path, ErrCorrupt, fmt.Errorf("wrong size (%d != %d in the manifest)", size, a.info.Size))
+	}
+	return a.checkCsum(csum)
+}
+
+func (a *Archive) checkCsum(sum [32]byte) error {
+	want, err := hex.DecodeString(a.info.Csum)
+	if err != nil || !bytes.Equal(want, sum[:]) {
+		return wrap("open archive", a.path, ErrCorrupt,
+			fmt.Errorf("wrong index checksum (%x, manifest has %s)", sum, a.info.Csum))
+	}
+	return nil
+}
+
+// Info returns what the manifest says about the archive.
+func (a *Archive) Info() ArchiveInfo { return a.info }
+
+// Stamp returns the stamp of the archive file that was opened.
+func (a *Archive) Stamp() Stamp { return a.stamp }
+
+// Size returns the size of the content: the image or stream size of an
+// index, the decoded size of a blob (0 for an encrypted blob without key).
+func (a *Archive) Size() int64 { return a.size }
+
+// Readable returns nil if the content can be read, or the ErrEncrypted
+// error saying why not.
+func (a *Archive) Readable() error { return a.unreadable }
+
+// ChunkCount returns the number of chunks of an index archive (0 for blobs).
+func (a *Archive) ChunkCount() int {
+	switch {
+	case a.fixed != nil:
+		return len(a.fixed.Digests)
+	case a.dyn != nil:
+		return len(a.dyn.Entries)
+	}
+	return 0
+}
+
+// chunkAt returns the chunk holding offset off.
+func (a *Archive) chunkAt(off uint64) (i int, digest [32]byte, start, end uint64, ok bool) {
+	if a.fixed != nil {
+		i, start, end, ok = a.fixed.ChunkAt(off)
+		if ok {
+			digest = a.fixed.Digests[i]
+		}
+		return
+	}
+	i, start, end, ok = a.dyn.ChunkAt(off)
+	if ok {
+		digest = a.dyn.Entries[i].Digest
+	}
+	return
+}
+
+// chunkRange returns chunk i's digest and range.
+func (a *Archive) chunkRange(i int) (digest [32]byte, start, end uint64, ok bool) {
+	if a.fixed != nil {
+		start, end, ok = a.fixed.ChunkRange(i)
+		if ok {
+			digest = a.fixed.Digests[i]
+		}
+		return
+	}
+	start, end, ok = a.dyn.ChunkRange(i)
+	if ok {
+		digest = a.dyn.Entries[i].Digest
+	}
+	return
+}
+
+// chunk returns the verified data of chunk i (range [start, end)) from the
+// cache or the chunk store.
+func (a *Archive) chunk(i int, digest [32]byte, start, end uint64) ([]byte, error) {
+	// Loaded with the store's key whatever the archive: the chunk's own
+	// magic says whether it is encrypted, and the checks below compare that
+	// with the archive's crypt mode.
+	c, err := a.s.arch.cache.load(digest, func() (chunk, error) { return a.s.loadChunk(digest, a.s.arch.opts.Crypt) })
+	if err != nil && !a.encrypted && errors.Is(err, ErrEncrypted) {
+		err = wrap("read chunk", a.s.abs(index.ChunkPath(digest)), ErrCorrupt,
+			fmt.Errorf("crypt mode mismatch: archive is %q, chunk is encrypted", a.info.CryptMode))
+	}
+	if err == nil {
+		switch {
+		case c.encrypted != a.encrypted:
+			err = wrap("read chunk", a.s.abs(index.ChunkPath(digest)), ErrCorrupt,
+				fmt.Errorf("crypt mode mismatch: archive is %q, chunk encrypted=%v", a.info.CryptMode, c.encrypted))
+		case uint64(len(c.data)) != end-start:
+			err = wrap("read chunk", a.s.abs(index.ChunkPath(digest)), ErrCorrupt,
+				fmt.Errorf("detected chunk with wrong length (%d != %d)", len(c.data), end-start))
+		}
+	}
+	if err != nil {
+		return nil, wrap(fmt.Sprintf("read %s chunk %d (bytes %d-%d) of", a.info.Kind, i, start, end), a.path, nil, err)
+	}
+	return c.data, nil
+}
+
+// View returns the n bytes at off (fewer at the end, none past it) as a
+// read-only slice that may alias cached chunk data: callers must not modify
+// it. A read within one chunk costs no copy. A chunk that is missing or
+// fails verification makes the whole read fail (ErrCorrupt naming the
+// chunk); no unverified byte is ever returned.
+func (a *Archive) View(off int64, n int) ([]byte, error) {
+	if a.unreadable != nil {
+		return nil, a.unreadable
+	}
+	if off < 0 || n < 0 {
+		return nil, wrap("read archive", a.path, ErrInvalid, fmt.Errorf("offset %d, length %d", off, n))
+	}
+	if off >= a.size || n == 0 {
+		return nil, nil
+	}
+	n = int(min(int64(n), a.size-off))
+	if a.blob != nil {
+		return a.blob[off : off+int64(n)], nil
+	}
+	i, digest, start, end, ok := a.chunkAt(uint64(off))
+	if !ok {
+		return nil, wrap("read archive", a.path, ErrCorrupt, fmt.Errorf("no chunk holds offset %d", off))
+	}
+	if uint64(off)+uint64(n) <= end {
+		data, err := a.chunk(i, digest, start, end)
+		if err != nil {
+			return nil, err
+		}
+		a.readAhead(i)
+		rel := uint64(off) - start
+		return data[rel : rel+uint64(n)], nil
+	}
+	buf := make([]byte, n)
+	if _, err := a.ReadAt(buf, off); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// ReadAt implements io.ReaderAt over the content. Like View, it never
+// returns bytes of a chunk that failed verification: on error, n counts
+// only the verified bytes of the chunks before the failing one.
+func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
+	if a.unreadable != nil {
+		return 0, a.unreadable
+	}
+	if off < 0 {
+		return 0, wrap("read archive", a.path, ErrInvalid, fmt.Errorf("offset %d", off))
+	}
+	if off >= a.size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	if a.blob != nil {
+		n := copy(p, a.blob[off:])
+		if n < len(p) {
+			return n, io.EOF
+		}
+		return n, nil
+	}
+	n := 0
+	for n < len(p) && off < a.size {
+		i, digest, start, end, ok := a.chunkAt(uint64(off))
+		if !ok {
+			return n, wrap("read archive", a.path, ErrCorrupt, fmt.Errorf("no chunk holds offset %d", off))
+		}
+		data, err := a.chunk(i, digest, start, end)
+		if err != nil {
+			return n, err
+		}
+		a.readAhead(i)
+		c := copy(p[n:], data[uint64(off)-start:])
+		n += c
+		off += int64(c)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readAhead notes that chunk i was read and, when the reads go forward
+// chunk by chunk, loads chunk i+1 into the cache in the background, so that
+// a sequential reader finds it decoded while the current one is being
+// served. At most one read-ahead per archive runs at a time, and none when
+// the cache could not keep both chunks.
+func (a *Archive) readAhead(i int) {
+	prev := a.last.Swap(int64(i))
+	if prev != int64(i)-1 && prev != int64(i) {
+		return
+	}
+	digest, start, end, ok := a.chunkRange(i + 1)
+	if !ok || 2*int64(end-start) > a.s.arch.cache.limit || a.s.arch.cache.has(digest) {
+		return
+	}
+	if !a.prefetching.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.prefetching.Store(false)
+		if _, err := a.chunk(i+1, digest, start, end); err != nil {
+			a.s.log.Debug("read-ahead failed", "err", err)
+		}
+	}()
+}
+
+// manifestText is what ManifestJSON shows: the manifest as pretty JSON and
+// a newline and, when a key is configured, one extra top-level key saying
+// whether the signature is valid (see SignatureCheckKey).
+func (s *Store) manifestText(m *manifest.Manifest) []byte {
+	pretty := m.MarshalPretty()
+	if cfg := s.arch.opts.Crypt; cfg != nil {
+		pretty = insertTopLevel(pretty, SignatureCheckKey, signatureStatus(m, cfg))
+	}
+	return append(pretty, '\n')
+}
+
+// SignatureCheckKey is the top-level key pbsfs adds to manifest.json when
+// it was given a key: "valid", "invalid" (signed with this key, but the
+// signed part does not match: changed after signing), "other key" (the
+// manifest names a different key fingerprint) or "unsigned". PBS never
+// writes a key of this name; it is not part of the stored manifest.
+const SignatureCheckKey = "pbsfs-signature-check"
+
+func signatureStatus(m *manifest.Manifest, cfg *manifest.CryptConfig) string {
+	if _, signed := m.Signature(); !signed {
+		return "unsigned"
+	}
+	if fp, ok := manifestFingerprint(m); ok && fp != cfg.Fingerprint() {
+		return "other key"
+	}
+	if err := m.CheckSignature(cfg.IDKey()); err != nil {
+		return "invalid"
+	}
+	return "valid"
+}
+
+// insertTopLevel adds "key": "value" to a serde-style pretty JSON object,
+// in sorted key order. Top-level keys are the lines that start with exactly
+// two spaces and a quote (nested ones are indented further, and strings
+// never span lines).
+func insertTopLevel(pretty []byte, key, value string) []byte {
+	k, _ := json.Marshal(key)
+	v, _ := json.Marshal(value)
+	entry := append(append(append([]byte("  "), k...), ": "...), v...)
+	lines := bytes.SplitAfter(pretty, []byte("\n"))
+	lastKey := -1
+	for i, l := range lines {
+		if !bytes.HasPrefix(l, []byte(`  "`)) {
+			continue
+		}
+		name := l[2:]
+		if end := bytes.Index(name, []byte(`": `)); end > 0 && string(name[1:end]) > key {
+			out := make([]byte, 0, len(pretty)+len(entry)+2)
+			for _, p := range lines[:i] {
+				out = append(out, p...)
+			}
+			out = append(append(out, entry...), ",\n"...)
+			for _, p := range lines[i:] {
+				out = append(out, p...)
+			}
+			return out
+		}
+		lastKey = i
+	}
+	if lastKey < 0 || len(lines) < 2 {
+		return pretty // not an object with keys; leave it alone
+	}
+	// Last key: after the last top-level value, which ends on the line
+	// before the closing brace.
+	out := make([]byte, 0, len(pretty)+len(entry)+2)
+	for _, p := range lines[:len(lines)-1] {
+		out = append(out, p...)
+	}
+	out = bytes.TrimSuffix(out, []byte("\n"))
+	out = append(append(append(out, ",\n"...), entry...), '\n')
+	return append(out, lines[len(lines)-1]...)
+}
