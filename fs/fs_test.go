@@ -457,6 +457,48 @@ func TestNotesInvalid(t *testing.T) {
 	}
 }
 
+// A text that runs past the size limit (cat big > notes: writes succeed
+// until one crosses the limit and fails with EFBIG, then close) is not
+// committed cut off: close fails with EFBIG and the old notes stay. A
+// truncation afterwards starts over.
+func TestNotesTooBigNotCommitted(t *testing.T) {
+	e := newEnv(t)
+	n := e.node("vm/100/" + tFirst + "/notes")
+	h, _, err := e.open(n, fuse.OpenWriteOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.setSize(n, 0, false); err != nil { // open(O_TRUNC)
+		t.Fatal(err)
+	}
+	if err := e.write(h, 0, "the start of a long text", 0); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "write past the limit", e.write(h, int64(e.fs.maxNotes)-1, "xy", 0), syscall.EFBIG)
+	wantErrno(t, "flush of a cut-off text", e.flush(h), syscall.EFBIG)
+	wantErrno(t, "fsync of a cut-off text", n.(fusefs.NodeFsyncer).Fsync(e.ctx, &fuse.FsyncRequest{}), syscall.EFBIG)
+	wantErrno(t, "release of a cut-off text", e.release(h), syscall.EFBIG)
+	if got := e.snapNotes(vm100, tFirst); got != firstNotes {
+		t.Errorf("cut-off text written: %.40q", got)
+	}
+	// Same session, truncated and written again: committed.
+	h, _, _ = e.open(n, fuse.OpenWriteOnly)
+	e.setSize(n, 0, false)
+	e.write(h, 0, "abc", 0)
+	wantErrno(t, "write past the limit", e.write(h, int64(e.fs.maxNotes), "x", 0), syscall.EFBIG)
+	if err := e.setSize(n, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	e.write(h, 0, "short\n", 0)
+	if err := e.flush(h); err != nil {
+		t.Errorf("flush after starting over: %v", err)
+	}
+	e.release(h)
+	if got := e.snapNotes(vm100, tFirst); got != "short\n" {
+		t.Errorf("after starting over: %q", got)
+	}
+}
+
 // vim: OPEN(O_WRONLY) + SETATTR(size 0, fh) + WRITE + FSYNC + SETATTR(mode) + FLUSH + RELEASE.
 func TestNotesVimCopyMode(t *testing.T) {
 	e := newEnv(t)

@@ -118,6 +118,11 @@ type notesSession struct {
 	derived bool   // buf depends on base: false once truncated to 0
 	dirty   bool   // buf differs from what was last committed
 	writers int    // open writing handles
+	// tooBig: a write went past the size limit (EFBIG). What the buffer
+	// holds is then a cut-off prefix of the intended text, which is not
+	// committed (every commit fails with EFBIG) until a resize — a
+	// truncation, an O_TRUNC open — reshapes it.
+	tooBig bool
 }
 
 var (
@@ -223,6 +228,7 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 // resizeLocked truncates or extends (with NUL bytes) the session buffer.
 func (n *notesFile) resizeLocked(size int) {
 	s := n.sess
+	s.tooBig = false
 	if size == 0 {
 		s.derived = false
 	}
@@ -319,6 +325,10 @@ func (n *notesFile) commitLocked(op string) error {
 	s := n.sess
 	if s == nil || !s.dirty {
 		return nil
+	}
+	if s.tooBig {
+		n.fs.log.Info(op+" "+n.display()+": a write went past the size limit; the cut-off text is not written", "limit", n.fs.maxNotes)
+		return errTooBig
 	}
 	if !utf8.Valid(s.buf) {
 		n.fs.log.Info(op+" "+n.display()+": notes are not valid UTF-8; not written", "bytes", len(s.buf))
@@ -421,6 +431,7 @@ func (h *notesHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *f
 	}
 	end := off + int64(len(req.Data))
 	if end > int64(n.fs.maxNotes) {
+		s.tooBig = true
 		return errTooBig
 	}
 	if end > int64(len(s.buf)) {
