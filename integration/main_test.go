@@ -54,12 +54,31 @@ func buildPbsfs(dir string) (string, error) {
 		args = append(args, "-race")
 	}
 	args = append(args, "pbsfs/cmd/pbsfs")
-	cmd := exec.Command("go", args...)
+	cmd := exec.Command(goTool(), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin, nil
+}
+
+// goTool finds the go command: on PATH, else in $GOROOT/bin (go test sets
+// GOROOT for test binaries), else where the project's machines have it.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if root := os.Getenv("GOROOT"); root != "" {
+		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
+			return p
+		}
+	}
+	return "/usr/local/go/bin/go"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // helperMain holds a PBS lock, as a backup, restore or verify task would,
