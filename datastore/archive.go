@@ -10,6 +10,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"pbsfs/index"
@@ -44,10 +45,35 @@ type ArchiveOptions struct {
 	CacheBytes int64
 }
 
-// archiveState is the store's archive configuration and chunk cache.
+// archiveState is the store's archive configuration and chunk cache, and
+// the read-ahead goroutines Close waits for.
 type archiveState struct {
 	opts  ArchiveOptions
 	cache *chunkCache
+
+	mu      sync.Mutex
+	closed  bool
+	pending sync.WaitGroup
+}
+
+// goBackground runs fn in a goroutine unless the store is closing; close
+// waits for all of them.
+func (st *archiveState) goBackground(fn func()) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return false
+	}
+	st.pending.Go(fn)
+	return true
+}
+
+// close stops new background work and waits for what runs.
+func (st *archiveState) close() {
+	st.mu.Lock()
+	st.closed = true
+	st.mu.Unlock()
+	st.pending.Wait()
 }
 
 func newArchiveState(o ArchiveOptions) *archiveState {
@@ -561,12 +587,15 @@ func (a *Archive) readAhead(i int) {
 	if !a.prefetching.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	started := a.s.arch.goBackground(func() {
 		defer a.prefetching.Store(false)
 		if _, err := a.chunk(i+1, digest, start, end); err != nil {
 			a.s.log.Debug("read-ahead failed", "err", err)
 		}
-	}()
+	})
+	if !started {
+		a.prefetching.Store(false)
+	}
 }
 
 // manifestText is what ManifestJSON shows: the manifest as pretty JSON and

@@ -98,8 +98,12 @@ func Open(path string, o Options) (*Store, error) {
 	}, nil
 }
 
-// Close releases the store's root descriptor.
-func (s *Store) Close() error { return s.root.Close() }
+// Close waits for background chunk read-ahead, then releases the store's
+// root descriptor.
+func (s *Store) Close() error {
+	s.arch.close() // waits for chunk read-ahead (archive.go)
+	return s.root.Close()
+}
 
 // Path is the absolute path of the datastore root.
 func (s *Store) Path() string { return s.path }

@@ -66,6 +66,9 @@ func (d *snapDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 	case ManifestName:
 		return d.lookupChild(ctx, req.Name, resp, func() node { return newManifestFile(d.fs, d) })
 	}
+	if n, found, err := d.lookupArchive(ctx, req.Name, resp); found {
+		return n, err
+	}
 	return d.lookupScratch(ctx, req.Name, resp)
 }
 
@@ -81,6 +84,9 @@ func (d *snapDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	case errors.Is(err, datastore.ErrUnfinished):
 	default:
 		return nil, d.fs.errno("list "+d.display(), err)
+	}
+	if err == nil {
+		ents = append(ents, d.archiveDirents()...) // archivefile.go
 	}
 	return append(ents, d.fs.scratchList(d.rel)...), nil
 }

@@ -1,0 +1,185 @@
+package fs
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+)
+
+// archiveAttrValid is how long the kernel may keep an archive file's
+// attributes. An archive never changes once its snapshot is finished, so
+// the kernel may keep them (and, with OpenKeepCache, its pages) long; a
+// removed snapshot still disappears at once, since the directory entry
+// keeps the normal TTL.
+const archiveAttrValid = 10 * time.Minute
+
+// archiveFile is the content of one archive of a snapshot, read-only: a
+// decoded .blob (qemu-server.conf for qemu-server.conf.blob), a disk image
+// (drive-scsi0.img for drive-scsi0.img.fidx) or a stream (root.pxar for
+// root.pxar.didx). Its times and owner are those of the archive file.
+// Reading verifies every chunk; a chunk that is missing or fails
+// verification gives EIO for the read that touches it (with a warning
+// naming the chunk), never wrong bytes. An index or blob that does not
+// match the manifest gives EIO at open. Encrypted archives without the key
+// (or with another key) give EACCES at open.
+type archiveFile struct {
+	readOnlyFile
+	sn    datastore.Snapshot
+	name  string
+	cache contentCache
+
+	mu   sync.Mutex
+	arch *datastore.Archive // the archive last opened, kept while its file is unchanged
+}
+
+var (
+	_ fusefs.Node          = (*archiveFile)(nil)
+	_ fusefs.NodeOpener    = (*archiveFile)(nil)
+	_ fusefs.NodeSetattrer = (*archiveFile)(nil)
+	_ fusefs.NodeAccesser  = (*archiveFile)(nil)
+	_ fusefs.NodeFsyncer   = (*archiveFile)(nil)
+	_ fusefs.NodeForgetter = (*archiveFile)(nil)
+)
+
+func newArchiveFile(f *FS, d *snapDir, name string) *archiveFile {
+	return &archiveFile{readOnlyFile: readOnlyFile{newBase(f, d.rel+"/"+name)}, sn: d.sn, name: name}
+}
+
+// archive returns the opened archive for the file with stamp st, opening
+// (and so checking against the manifest) only when the file changed.
+func (n *archiveFile) archive(st datastore.Stamp) (*datastore.Archive, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.arch != nil && sameFile(n.arch.Stamp(), st) {
+		return n.arch, nil
+	}
+	a, err := n.fs.store.OpenArchive(n.sn, n.name)
+	if err != nil {
+		return nil, err
+	}
+	n.arch = a
+	return a, nil
+}
+
+// Attr: one stat of the archive file. The size of an index archive is the
+// manifest's; a blob is decoded (once per file identity) for its size.
+func (n *archiveFile) Attr(ctx context.Context, a *fuse.Attr) error {
+	if n.takePrimed(a) {
+		return nil
+	}
+	info, st, err := n.fs.store.StatArchive(n.sn, n.name)
+	if err != nil {
+		return n.fs.errno("stat "+n.display(), err)
+	}
+	size := int64(info.Size)
+	if info.Kind == datastore.BlobArchive {
+		arch, err := n.archive(st)
+		if err != nil {
+			return n.fs.errno("stat "+n.display(), err)
+		}
+		size = arch.Size()
+	}
+	n.fs.fileAttr(a, n.ino, int(size), st, 0o444)
+	a.Valid = max(a.Valid, archiveAttrValid)
+	return nil
+}
+
+func (n *archiveFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
+		return nil, n.denied()
+	}
+	_, st, err := n.fs.store.StatArchive(n.sn, n.name)
+	if err != nil {
+		return nil, n.fs.errno("open "+n.display(), err)
+	}
+	arch, err := n.archive(st)
+	if err != nil {
+		return nil, n.fs.errno("open "+n.display(), err)
+	}
+	if err := arch.Readable(); err != nil {
+		return nil, n.fs.errno("open "+n.display(), err)
+	}
+	flags, changed := n.cache.openFlags(arch.Stamp())
+	resp.Flags |= flags
+	if changed {
+		n.fs.invalidateData(n)
+	}
+	return &archiveHandle{n: n, arch: arch}, nil
+}
+
+// archiveHandle reads an opened archive.
+type archiveHandle struct {
+	n    *archiveFile
+	arch *datastore.Archive
+}
+
+var (
+	_ fusefs.Handle       = (*archiveHandle)(nil)
+	_ fusefs.HandleReader = (*archiveHandle)(nil)
+)
+
+// Read serves a range; within one chunk the cached chunk data is handed to
+// bazil as is (it copies it into the reply).
+func (h *archiveHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	data, err := h.arch.View(req.Offset, req.Size)
+	if err != nil {
+		return h.n.fs.errno("read "+h.n.display(), err)
+	}
+	resp.Data = data
+	return nil
+}
+
+// archiveNames returns the names of the archives to show in a finished
+// snapshot (none unless the store has archives enabled, and none that
+// would hide notes or manifest.json).
+func (d *snapDir) archiveNames() ([]string, error) {
+	if !d.fs.store.ArchivesEnabled() {
+		return nil, nil
+	}
+	list, _, err := d.fs.store.ListArchives(d.sn)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(list))
+	for _, a := range list {
+		if !d.reserved(a.Name) {
+			names = append(names, a.Name)
+		}
+	}
+	return names, nil
+}
+
+// archiveDirents lists the archives after notes and manifest.json; a
+// snapshot whose manifest cannot be read lists none.
+func (d *snapDir) archiveDirents() []fuse.Dirent {
+	names, err := d.archiveNames()
+	if err != nil {
+		return nil
+	}
+	ents := make([]fuse.Dirent, len(names))
+	for i, n := range names {
+		ents[i] = d.dirent(n, fuse.DT_File)
+	}
+	return ents
+}
+
+// lookupArchive looks name up among the archives; found is false when it
+// is not one (the caller goes on with scratch files).
+func (d *snapDir) lookupArchive(ctx context.Context, name string, resp *fuse.LookupResponse) (n fusefs.Node, found bool, err error) {
+	names, lerr := d.archiveNames()
+	if lerr != nil {
+		return nil, false, nil
+	}
+	for _, a := range names {
+		if a == name {
+			n, err = d.lookupChild(ctx, name, resp, func() node { return newArchiveFile(d.fs, d, name) })
+			return n, true, err
+		}
+	}
+	return nil, false, nil
+}
