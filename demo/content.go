@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,20 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 
+	"pbsfs/datastore"
 	"pbsfs/index"
 	"pbsfs/manifest"
 )
 
-// Crypt modes as written in manifests.
-const (
-	cryptNone    = "none"
-	cryptEncrypt = "encrypt"
-)
-
-// builder produces archive files (blobs, index files) and writes the chunks
-// they reference into the datastore's .chunks directory.
+// builder produces archive files (blobs, index files) and stores the chunks
+// they reference with the datastore's chunk writer.
 type builder struct {
-	base  string // datastore directory
+	st    *datastore.Store
 	rng   *rand.Rand
 	crypt *manifest.CryptConfig // for encrypted files (the demo key)
 
@@ -44,13 +38,13 @@ type uploadStats struct {
 	Count, Duplicates, Size, CompressedSize uint64
 }
 
-func newBuilder(base string, seed uint64) (*builder, error) {
+func newBuilder(st *datastore.Store, seed uint64) (*builder, error) {
 	cc, err := manifest.NewCryptConfig(DemoKey())
 	if err != nil {
 		return nil, fmt.Errorf("demo key: %w", err)
 	}
 	return &builder{
-		base:       base,
+		st:         st,
 		rng:        rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		crypt:      cc,
 		chunks:     make(map[[32]byte]bool),
@@ -74,9 +68,9 @@ func (fs *fileSet) add(info manifest.FileInfo, raw []byte) {
 
 func cryptMode(encrypt bool) string {
 	if encrypt {
-		return cryptEncrypt
+		return manifest.CryptEncrypt
 	}
-	return cryptNone
+	return manifest.CryptNone
 }
 
 func (b *builder) uuid() [16]byte {
@@ -92,37 +86,28 @@ func (b *builder) uuid() [16]byte {
 	return u
 }
 
-// encode encodes data as a DataBlob (compressed if that is not larger),
-// encrypted with the demo key if asked.
-func (b *builder) encode(data []byte, encrypt bool) ([]byte, error) {
+// cryptFor returns the demo key's configuration for encrypted files, nil
+// for plain ones.
+func (b *builder) cryptFor(encrypt bool) *manifest.CryptConfig {
 	if encrypt {
-		return b.crypt.EncodeBlob(data, true)
+		return b.crypt
 	}
-	return manifest.EncodeBlob(data, true)
+	return nil
 }
 
 // blob returns a .blob archive file and its manifest entry; size and csum
 // describe the raw file bytes (§2.1).
 func (b *builder) blob(name string, content []byte, encrypt bool) (manifest.FileInfo, []byte, error) {
-	raw, err := b.encode(content, encrypt)
+	info, raw, err := datastore.BuildBlob(name, content, b.cryptFor(encrypt))
 	if err != nil {
 		return manifest.FileInfo{}, nil, fmt.Errorf("blob %s: %w", name, err)
 	}
-	sum := sha256.Sum256(raw)
-	return manifest.FileInfo{
-		Filename:  name,
-		CryptMode: cryptMode(encrypt),
-		Csum:      hex.EncodeToString(sum[:]),
-		Size:      uint64(len(raw)),
-	}, raw, nil
+	return info, raw, nil
 }
 
 // chunk stores data as a chunk (if not present yet) and returns its digest.
 func (b *builder) chunk(data []byte, encrypt bool) ([32]byte, error) {
-	var cc *manifest.CryptConfig
-	if encrypt {
-		cc = b.crypt
-	}
+	cc := b.cryptFor(encrypt)
 	d := manifest.ChunkDigest(data, cc)
 	b.stats.Count++
 	b.stats.Size += uint64(len(data))
@@ -130,18 +115,12 @@ func (b *builder) chunk(data []byte, encrypt bool) ([32]byte, error) {
 		b.stats.Duplicates++
 		return d, nil
 	}
-	raw, err := b.encode(data, encrypt)
-	if err != nil {
+	if _, err := b.st.InsertChunk(data, cc); err != nil {
 		return d, fmt.Errorf("chunk: %w", err)
 	}
-	p := filepath.Join(b.base, filepath.FromSlash(index.ChunkPath(d)))
-	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
-		return d, fmt.Errorf("chunk directory: %w", err)
+	if fi, err := os.Stat(filepath.Join(b.st.Path(), filepath.FromSlash(index.ChunkPath(d)))); err == nil {
+		b.stats.CompressedSize += uint64(fi.Size())
 	}
-	if err := os.WriteFile(p, raw, 0o644); err != nil {
-		return d, fmt.Errorf("write chunk: %w", err)
-	}
-	b.stats.CompressedSize += uint64(len(raw))
 	b.chunks[d] = true
 	return d, nil
 }

@@ -172,7 +172,7 @@ func randHex(rng *rand.Rand, n int) string {
 // chunk_upload_stats, usually verify_state, sometimes notes).
 func largeManifest(rng *rand.Rand, typ, id string, epoch int64, disk uint64, hasEFI bool) (*manifest.Manifest, bool, error) {
 	blob := func(name string, size uint64) manifest.FileInfo {
-		return manifest.FileInfo{Filename: name, CryptMode: cryptNone, Csum: randHex(rng, 32), Size: size}
+		return manifest.FileInfo{Filename: name, CryptMode: manifest.CryptNone, Csum: randHex(rng, 32), Size: size}
 	}
 	var files []manifest.FileInfo
 	var total uint64

@@ -105,7 +105,7 @@ func Sample(dir string) (Summary, error) {
 		return Summary{}, err
 	}
 	defer cleanup()
-	b, err := newBuilder(st.Path(), 1)
+	b, err := newBuilder(st, 1)
 	if err != nil {
 		return Summary{}, err
 	}
