@@ -1,6 +1,7 @@
 // Package demo writes demonstration and benchmark datastores with the
-// project's own writer (datastore.Create, Store.CreateGroup,
-// Store.WriteSnapshot, manifest.New and the index encoders).
+// project's own writers (datastore.Create, Store.CreateGroup,
+// Store.WriteSnapshot, Store.InsertChunk, datastore.BuildBlob, manifest.New
+// and the index encoders).
 //
 // Sample builds a small but realistic store: the root namespace plus "prod"
 // and "prod/db", vm, ct and host groups with owners and group notes, several
