@@ -21,8 +21,12 @@ const lockFileMode = 0o660
 const lockDirMode = 0o777
 
 // openFlags are the flags PBS opens lock files with (open_file_locked); Go
-// adds O_CLOEXEC itself.
-const openFlags = os.O_RDWR | os.O_APPEND
+// adds O_CLOEXEC itself. O_NOFOLLOW is ours: lock files are always regular
+// files made by PBS or pbsfs, so a symlink in their place was planted — by
+// anyone who can write to the lock directory or, in the legacy scheme, to
+// the snapshot directory — and following it would open (read-write) and
+// lock a file of their choosing, as root. It fails with ELOOP instead.
+const openFlags = os.O_RDWR | os.O_APPEND | unix.O_NOFOLLOW
 
 // pollInterval is the retry delay while waiting for a manifest lock. PBS
 // blocks in flock and interrupts it with a timer; polling is equivalent for
@@ -258,13 +262,14 @@ func (l *Locker) mkdirAll(dir string) error {
 
 // lockDirNB takes a non-blocking flock on a datastore directory (Dirs and
 // Legacy schemes, proxmox-sys lock_dir_noblock: open O_RDONLY|O_DIRECTORY|
-// O_CLOEXEC, flock LOCK_NB). gofrs/flock is not used: it is made for lock
+// O_CLOEXEC, flock LOCK_NB; we add O_NOFOLLOW, see openFlags: a symlink
+// gives ENOTDIR). gofrs/flock is not used: it is made for lock
 // files (it opens with O_CREATE by default and, on EIO/EBADF, re-opens the
 // path O_RDWR, which a directory cannot be), while here an existing directory
 // must be opened read-only, never created, and a missing one reported as
 // such.
 func lockDirNB(path, what string, exclusive bool) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("unable to open %s directory %q for locking: %w", what, path, err)
 	}

@@ -1,0 +1,102 @@
+package lock
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestSymlinkNotFollowed: a symlink where a lock file or a locked directory
+// belongs (planted by whoever can write to the lock directory or, in the
+// legacy scheme, to the snapshot directory) is never followed: taking the
+// lock fails with ELOOP (ENOTDIR for a directory lock), and the target outside is neither created nor
+// opened nor locked.
+func TestSymlinkNotFollowed(t *testing.T) {
+	forSchemes(t, func(t *testing.T, cfg Config, l *Locker) {
+		outside := t.TempDir()
+		target := filepath.Join(outside, "target")
+		if err := os.WriteFile(target, []byte("outside"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		plant := func(p, to string) {
+			t.Helper()
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(to, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(what string, lk *Lock, err error) {
+			t.Helper()
+			if err == nil {
+				lk.Unlock()
+				t.Errorf("%s through a symlink: locked", what)
+				return
+			}
+			// A directory opened O_DIRECTORY|O_NOFOLLOW gives ENOTDIR.
+			if !errors.Is(err, syscall.ELOOP) && !(cfg.Scheme != Run && errors.Is(err, syscall.ENOTDIR)) {
+				t.Errorf("%s through a symlink: %v, want ELOOP", what, err)
+			}
+		}
+
+		// The manifest lock file, pointing at an existing file and at a
+		// missing one (which must not be created).
+		for _, to := range []string{target, filepath.Join(outside, "missing")} {
+			plant(l.ManifestLockPath(snapP), to)
+			lk, err := l.LockManifest(snapP, 0)
+			check("manifest lock (no wait)", lk, err)
+			lk, err = l.LockManifest(snapP, ManifestTimeout)
+			if err == nil {
+				lk.Unlock()
+				t.Errorf("manifest lock (waiting) through a symlink: locked")
+			} else if !errors.Is(err, syscall.ELOOP) {
+				t.Errorf("manifest lock (waiting) through a symlink: %v, want ELOOP", err)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(outside, "missing")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the missing target of a planted lock file was created: %v", err)
+		}
+
+		// Snapshot and group locks: lock files (run) or directories
+		// (dirs, legacy).
+		dirTarget := t.TempDir()
+		to := target
+		if cfg.Scheme != Run {
+			to = dirTarget
+		}
+		plant(l.SnapshotLockPath(snapP), to)
+		lk, err := l.LockSnapshot(snapP, false)
+		check("exclusive snapshot lock", lk, err)
+		lk, err = l.LockSnapshot(snapP, true)
+		check("shared snapshot lock", lk, err)
+		if err := os.Remove(l.SnapshotLockPath(snapP)); err != nil {
+			t.Fatal(err)
+		}
+		plant(l.GroupLockPath(groupP), to)
+		lk, err = l.LockGroup(groupP)
+		check("group lock", lk, err)
+
+		// Nothing outside is held: we can lock both ourselves.
+		for _, p := range []string{target, dirTarget} {
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				t.Errorf("%s is locked: %v", p, err)
+			}
+			f.Close()
+		}
+		if b, _ := os.ReadFile(target); string(b) != "outside" {
+			t.Errorf("outside file changed: %q", b)
+		}
+	})
+}
