@@ -318,7 +318,10 @@ func TestNotesStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantErrno(t, "flush over a concurrent edit", e.flush(h), syscall.ESTALE)
-	wantErrno(t, "release over a concurrent edit", e.release(h), syscall.ESTALE)
+	// The failed close dropped the text: release writes nothing, silently.
+	if err := e.release(h); err != nil {
+		t.Errorf("release after a failed close: %v, want nil (nothing left to write)", err)
+	}
 	if got := e.snapNotes(vm100, tFirst); got != "changed in the GUI" {
 		t.Errorf("concurrent edit lost: %q", got)
 	}
@@ -413,7 +416,9 @@ func TestNotesOpenTruncKeepsOldText(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantErrno(t, "flush of invalid UTF-8", e.flush(h), syscall.EILSEQ)
-	wantErrno(t, "release of invalid UTF-8", e.release(h), syscall.EILSEQ)
+	if err := e.release(h); err != nil {
+		t.Errorf("release after a failed close: %v, want nil (text dropped)", err)
+	}
 	if got := e.snapNotes(vm100, tFirst); got != before {
 		t.Errorf("after a refused O_TRUNC rewrite: %q on disk, want the old %q", got, before)
 	}
@@ -444,7 +449,9 @@ func TestNotesInvalid(t *testing.T) {
 	e.setSize(n, 0, true)
 	e.write(h, 0, "bad \xff\xfe", 0)
 	wantErrno(t, "flush invalid UTF-8", e.flush(h), syscall.EILSEQ)
-	wantErrno(t, "release invalid UTF-8", e.release(h), syscall.EILSEQ)
+	if err := e.release(h); err != nil {
+		t.Errorf("release after a failed close: %v, want nil (text dropped)", err)
+	}
 	if got := e.snapNotes(vm100, tFirst); got != firstNotes {
 		t.Errorf("invalid text written: %q", got)
 	}
@@ -475,9 +482,11 @@ func TestNotesTooBigNotCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantErrno(t, "write past the limit", e.write(h, int64(e.fs.maxNotes)-1, "xy", 0), syscall.EFBIG)
-	wantErrno(t, "flush of a cut-off text", e.flush(h), syscall.EFBIG)
 	wantErrno(t, "fsync of a cut-off text", n.(fusefs.NodeFsyncer).Fsync(e.ctx, &fuse.FsyncRequest{}), syscall.EFBIG)
-	wantErrno(t, "release of a cut-off text", e.release(h), syscall.EFBIG)
+	wantErrno(t, "flush of a cut-off text", e.flush(h), syscall.EFBIG)
+	if err := e.release(h); err != nil {
+		t.Errorf("release after a failed close: %v, want nil (text dropped)", err)
+	}
 	if got := e.snapNotes(vm100, tFirst); got != firstNotes {
 		t.Errorf("cut-off text written: %.40q", got)
 	}

@@ -452,7 +452,17 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	}
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
-	return h.n.commitLocked("close")
+	err := h.n.commitLocked("close")
+	if err != nil && h.n.sess != nil {
+		// close(2) tells the writer the text was not saved; it may retry
+		// (a shell's `>>` would then append twice). So the rejected text is
+		// dropped here, not written behind the writer's back at release: a
+		// failed close leaves the notes unchanged, as documented. (A failed
+		// fsync keeps the session, so the close that follows retries.)
+		h.n.sess.dirty = false
+		h.n.fs.log.Warn("notes not saved: close failed; the text was dropped", "file", h.n.display(), "err", err)
+	}
+	return err
 }
 
 // Release commits what is still dirty when the last writer goes (its error
