@@ -3,7 +3,6 @@ package datastore
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"time"
@@ -61,9 +60,12 @@ func stampOf(st *unix.Stat_t) Stamp {
 	}
 }
 
-// openRel opens a path relative to the datastore root without following any
-// symlink and without leaving the root.
-func (s *Store) openRel(rel string, flags int, mode uint32) (*os.File, error) {
+// openRelFd opens a path relative to the datastore root without following
+// any symlink and without leaving the root, and returns the bare descriptor
+// (the caller closes it). The per-request paths (stat, read) use it rather
+// than openRel: os.NewFile costs an extra fcntl syscall and allocations, and
+// pbsfs makes several of these calls for every FUSE request.
+func (s *Store) openRelFd(rel string, flags int, mode uint32) (int, error) {
 	if rel == "" {
 		rel = "."
 	}
@@ -74,21 +76,39 @@ func (s *Store) openRel(rel string, flags int, mode uint32) (*os.File, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: s.abs(rel), Err: err}
+			return -1, &os.PathError{Op: "open", Path: s.abs(rel), Err: err}
 		}
-		return os.NewFile(uintptr(fd), s.abs(rel)), nil
+		return fd, nil
 	}
 }
 
+// openRel is openRelFd returning an *os.File.
+func (s *Store) openRel(rel string, flags int, mode uint32) (*os.File, error) {
+	fd, err := s.openRelFd(rel, flags, mode)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), s.abs(rel)), nil
+}
+
 // statRel stats a path relative to the root, not following symlinks
-// anywhere (a symlink gives ELOOP).
+// anywhere (a symlink gives ELOOP): openat2(O_PATH), fstat, close.
 func (s *Store) statRel(rel string) (Stamp, error) {
-	f, err := s.openRel(rel, unix.O_PATH, 0)
+	fd, err := s.openRelFd(rel, unix.O_PATH, 0)
 	if err != nil {
 		return Stamp{}, err
 	}
-	defer f.Close()
-	return fstat(f)
+	defer unix.Close(fd)
+	return s.fstatFd(fd, rel)
+}
+
+// fstatFd stats the open descriptor fd of rel.
+func (s *Store) fstatFd(fd int, rel string) (Stamp, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return Stamp{}, &os.PathError{Op: "fstat", Path: s.abs(rel), Err: err}
+	}
+	return stampOf(&st), nil
 }
 
 func fstat(f *os.File) (Stamp, error) {
@@ -106,28 +126,39 @@ func fstat(f *os.File) (Stamp, error) {
 // with O_NONBLOCK (a plain open would wait for a writer forever, hanging
 // every request that reads it), a socket cannot be opened (ENXIO).
 func (s *Store) readRel(rel string, limit int64) ([]byte, Stamp, error) {
-	f, err := s.openRel(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	fd, err := s.openRelFd(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if errors.Is(err, unix.ENXIO) { // a socket
 		return nil, Stamp{}, fmt.Errorf("%w: %w", err, errNotRegular)
 	}
 	if err != nil {
 		return nil, Stamp{}, err
 	}
-	defer f.Close()
-	st, err := fstat(f)
+	defer unix.Close(fd)
+	name := s.abs(rel)
+	st, err := s.fstatFd(fd, rel)
 	if err != nil {
 		return nil, Stamp{}, err
 	}
 	if !st.IsRegular() {
-		return nil, st, fmt.Errorf("%s: %w", f.Name(), errNotRegular)
+		return nil, st, fmt.Errorf("%s: %w", name, errNotRegular)
 	}
 	if st.Size > limit {
-		return nil, st, fmt.Errorf("%s: %d bytes, larger than the limit of %d: %w", f.Name(), st.Size, limit, errTooBig)
+		return nil, st, fmt.Errorf("%s: %d bytes, larger than the limit of %d: %w", name, st.Size, limit, errTooBig)
 	}
 	buf := make([]byte, st.Size)
-	n, err := io.ReadFull(f, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, st, fmt.Errorf("read %s: %w", f.Name(), err)
+	n := 0
+	for n < len(buf) {
+		k, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, st, fmt.Errorf("read %s: %w", name, &os.PathError{Op: "read", Path: name, Err: err})
+		}
+		if k == 0 {
+			break // shorter than fstat said (truncated meanwhile): what is there
+		}
+		n += k
 	}
 	return buf[:n], st, nil
 }
@@ -167,13 +198,19 @@ func (s *Store) isDirEntry(dirRel string, e os.DirEntry) bool {
 // exists reports whether rel exists (as anything, symlinks included).
 func (s *Store) exists(rel string) (bool, error) {
 	dir, name := path.Split(rel)
-	d, err := s.openRel(path.Clean("./"+dir), unix.O_PATH|unix.O_DIRECTORY, 0)
+	d, err := s.openRelFd(path.Clean("./"+dir), unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return false, err
 	}
-	defer d.Close()
+	defer unix.Close(d)
+	return s.existsAt(d, name, rel)
+}
+
+// existsAt reports whether name exists in the directory open as d (rel is
+// its path, for messages).
+func (s *Store) existsAt(d int, name, rel string) (bool, error) {
 	var st unix.Stat_t
-	err = unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	err := unix.Fstatat(d, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == nil {
 		return true, nil
 	}

@@ -2,8 +2,9 @@ package datastore
 
 import (
 	"errors"
-	"io/fs"
 	"path"
+
+	"golang.org/x/sys/unix"
 )
 
 // StatNamespace returns the stamp of a namespace's directory (the datastore
@@ -93,31 +94,46 @@ const ManifestName = "index.json.blob"
 const ProtectedName = ".protected"
 
 // StatSnapshot classifies a snapshot by stat-ing its directory, manifest and
-// protection marker. It does not read the manifest.
+// protection marker. It does not read the manifest. The directory is opened
+// once (openat2, O_PATH, no symlink anywhere) and both files are stat'ed
+// relative to it without following a symlink: five syscalls in all, where
+// three path walks took twelve. pbsfs calls this for lookups of snapshot
+// directories, so it is on the hot path of every walk.
 func (s *Store) StatSnapshot(sn Snapshot) (SnapshotInfo, error) {
+	const op = "stat snapshot"
 	if err := sn.Validate(); err != nil {
-		return SnapshotInfo{}, wrap("stat snapshot", s.abs(sn.Dir()), ErrInvalid, err)
+		return SnapshotInfo{}, wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
 	}
+	rel := sn.Dir()
+	d, err := s.openRelFd(rel, unix.O_PATH, 0)
+	if err != nil {
+		return SnapshotInfo{}, wrap(op, s.abs(rel), nil, err)
+	}
+	defer unix.Close(d)
 	var info SnapshotInfo
-	var err error
-	if info.Dir, err = s.statDir("stat snapshot", sn.Dir()); err != nil {
-		return SnapshotInfo{}, err
+	if info.Dir, err = s.fstatFd(d, rel); err != nil {
+		return SnapshotInfo{}, wrap(op, s.abs(rel), nil, err)
 	}
-	mrel := path.Join(sn.Dir(), ManifestName)
-	info.Manifest, err = s.statRel(mrel)
+	if !info.Dir.IsDir() {
+		return SnapshotInfo{}, wrap(op, s.abs(rel), ErrNotFound, errors.New("not a directory"))
+	}
+	var st unix.Stat_t
+	err = unix.Fstatat(d, ManifestName, &st, unix.AT_SYMLINK_NOFOLLOW)
 	switch {
-	case err == nil && info.Manifest.IsRegular():
-		info.State = Finished
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
+		info.State, info.Manifest = Finished, stampOf(&st)
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		info.State = Corrupt // never followed; no stamp, as statRel's ELOOP gave none
 	case err == nil:
-		info.State = Corrupt
-	case errors.Is(err, fs.ErrNotExist):
-		info.State, info.Manifest = Unfinished, Stamp{}
+		info.State, info.Manifest = Corrupt, stampOf(&st)
+	case err == unix.ENOENT:
+		info.State = Unfinished
 	default:
 		info.State = Corrupt
 	}
-	info.Protected, err = s.exists(path.Join(sn.Dir(), ProtectedName))
+	info.Protected, err = s.existsAt(d, ProtectedName, path.Join(rel, ProtectedName))
 	if err != nil {
-		return SnapshotInfo{}, wrap("stat snapshot", s.abs(sn.Dir()), nil, err)
+		return SnapshotInfo{}, wrap(op, s.abs(rel), nil, err)
 	}
 	return info, nil
 }
