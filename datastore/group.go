@@ -91,7 +91,7 @@ func (s *Store) ReplaceGroupNotes(g Group, base *string, notes string) error {
 	if s.locker.RemovesEmptyGroups() { // the run scheme: PBS 4.0.19+ locks the group
 		lk, err := s.locker.LockGroup(g.lockPath())
 		if err != nil {
-			return wrap(op, s.abs(rel), nil, err)
+			return wrap(op, s.abs(rel), nil, lockErr(err))
 		}
 		defer lk.Unlock()
 	}

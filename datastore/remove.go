@@ -40,12 +40,15 @@ func (s *Store) RemoveSnapshot(sn Snapshot) error {
 	lp := sn.lockPath()
 	snapLock, err := s.locker.LockSnapshot(lp, false)
 	if err != nil {
-		return wrap(op, s.abs(sn.Dir()), nil, fmt.Errorf("snapshot is in use (a backup, restore, verify or sync is running): %w", err))
+		if errors.Is(err, lock.ErrWouldBlock) {
+			err = fmt.Errorf("snapshot is in use (a backup, restore, verify or sync is running): %w", err)
+		}
+		return wrap(op, s.abs(sn.Dir()), nil, lockErr(err))
 	}
 	defer snapLock.Unlock()
 	manLock, err := s.locker.LockManifest(lp, lock.ManifestTimeout)
 	if err != nil {
-		return wrap(op, s.abs(sn.Dir()), nil, err)
+		return wrap(op, s.abs(sn.Dir()), nil, lockErr(err))
 	}
 	defer manLock.Unlock()
 
@@ -98,7 +101,10 @@ func (s *Store) RemoveGroup(g Group) error {
 	}
 	lk, err := s.locker.LockGroup(g.lockPath())
 	if err != nil {
-		return wrap(op, s.abs(g.Dir()), nil, fmt.Errorf("group is in use (a backup may be running): %w", err))
+		if errors.Is(err, lock.ErrWouldBlock) {
+			err = fmt.Errorf("group is in use (a backup may be running): %w", err)
+		}
+		return wrap(op, s.abs(g.Dir()), nil, lockErr(err))
 	}
 	defer lk.Unlock()
 	return s.removeGroupDir(g)

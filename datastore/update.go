@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"syscall"
 	"unicode/utf8"
 
 	"pbsfs/lock"
@@ -72,7 +73,7 @@ func (s *Store) updateManifest(op string, sn Snapshot, fn func(*manifest.Unprote
 	}
 	lk, err := s.locker.LockManifest(sn.lockPath(), lock.ManifestTimeout)
 	if err != nil {
-		return wrap(op, s.abs(rel), nil, err)
+		return wrap(op, s.abs(rel), nil, lockErr(err))
 	}
 	defer lk.Unlock()
 
@@ -100,4 +101,15 @@ func (s *Store) updateManifest(op string, sn Snapshot, fn func(*manifest.Unprote
 	}
 	s.remember(newSt, m)
 	return nil
+}
+
+// lockErr classifies a lock that could not be taken because a symlink sits
+// where its lock file (or locked directory) belongs — never made by PBS or
+// pbsfs, so planted; the lock package does not follow it — as corrupt store
+// data (EIO and a warning naming it in the mount), not as a missing file.
+func lockErr(err error) error {
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("%w (a symlink where a lock belongs; not followed): %w", err, errNotRegular)
+	}
+	return err
 }
