@@ -188,23 +188,36 @@ func (b *bench) runAll(ctx context.Context) error {
 	// Generate everything first, so that no measurement overlaps the
 	// write-back of a generator.
 	var specs []storeSpec
-	for _, s := range b.cfg.sizes {
-		specs = append(specs, walkSpec(s))
+	if b.runs("walk") {
+		for _, s := range b.cfg.sizes {
+			specs = append(specs, walkSpec(s))
+		}
 	}
-	work := walkSpec(b.cfg.workSize)
-	specs = append(specs, work, b.deepSpec())
+	if b.runs("read") || b.runs("write") {
+		specs = append(specs, walkSpec(b.cfg.workSize))
+	}
+	if b.runs("list") {
+		specs = append(specs, b.deepSpec())
+	}
 	for _, s := range specs {
 		if _, err := b.generate(ctx, s); err != nil {
 			return err
 		}
 	}
-	steps := []func(context.Context) error{
-		b.benchGroupListing,
-		b.benchReads,
-		b.benchWrites,
+	var steps []func(context.Context) error
+	if b.runs("list") {
+		steps = append(steps, b.benchGroupListing)
 	}
-	for _, size := range b.cfg.sizes {
-		steps = append(steps, func(ctx context.Context) error { return b.benchWalk(ctx, size) })
+	if b.runs("read") {
+		steps = append(steps, b.benchReads)
+	}
+	if b.runs("write") {
+		steps = append(steps, b.benchWrites)
+	}
+	if b.runs("walk") {
+		for _, size := range b.cfg.sizes {
+			steps = append(steps, func(ctx context.Context) error { return b.benchWalk(ctx, size) })
+		}
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -217,6 +230,9 @@ func (b *bench) runAll(ctx context.Context) error {
 	fmt.Print(b.textTable())
 	return b.writeReport()
 }
+
+// runs reports whether workload w is selected (--only).
+func (b *bench) runs(w string) bool { return b.cfg.only == nil || b.cfg.only[w] }
 
 // job is one system's part of a round.
 type job struct {

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,9 +45,13 @@ type config struct {
 	writes      int    // notes writes per round
 	writers     int    // concurrent writers
 	timeout     time.Duration
-	profileDir  string // serve pbsfs from this binary with pprof profiles written here
-	keepStores  string // generate stores here and keep them (reused when present)
+	profileDir  string          // serve pbsfs from this binary with pprof profiles written here
+	keepStores  string          // generate stores here and keep them (reused when present)
+	only        map[string]bool // workloads to run; nil = all
 }
+
+// workloads are the names --only accepts.
+var workloads = []string{"list", "read", "write", "walk"}
 
 // largeSize is where walks switch to cfg.largeRounds: one walk of 100,000
 // snapshots through a FUSE mount takes most of a minute on two cores.
@@ -73,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fl.SetOutput(stderr)
 	sizes := fl.String("sizes", "", "comma-separated store sizes in snapshots for the walk (default 1000,10000,100000; --quick 200,1000)")
 	fl.IntVar(&cfg.rounds, "rounds", 0, "rounds per workload, systems alternating within a round (default 3; --quick 1)")
-	fl.IntVar(&cfg.largeRounds, "large-rounds", 2, fmt.Sprintf("rounds of the walk on stores of %d snapshots or more", largeSize))
+	fl.IntVar(&cfg.largeRounds, "large-rounds", 1, fmt.Sprintf("rounds of the walk on stores of %d snapshots or more", largeSize))
 	fl.BoolVar(&cfg.quick, "quick", false, "small sizes and few repetitions: a smoke run of a minute or two")
 	fl.StringVar(&cfg.out, "out", "", "directory for BENCHMARKS.md and docs/walk-scaling.svg (default: the module root; --quick: none)")
 	fl.StringVar(&cfg.pbsfsBin, "pbsfs", "", "use this pbsfs binary instead of building ./cmd/pbsfs")
@@ -84,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fl.DurationVar(&cfg.timeout, "timeout", 0, "give up, clean up and exit after this long (default 40m; --quick 10m)")
 	fl.StringVar(&cfg.profileDir, "profile", "", "serve pbsfs from an in-process copy writing CPU and heap profiles to this directory (figures are then not the reference)")
 	fl.StringVar(&cfg.keepStores, "stores", "", "generate the stores in this directory and keep them; reused by later runs when present")
+	only := fl.String("only", "", "run only these workloads, comma-separated: "+strings.Join(workloads, ","))
 	if err := fl.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -96,6 +102,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			if cfg.quick {
 				*v = quick
 			}
+		}
+	}
+	if *only != "" {
+		cfg.only = map[string]bool{}
+		for _, w := range strings.Split(*only, ",") {
+			w = strings.TrimSpace(w)
+			if !slices.Contains(workloads, w) {
+				return cfg, fmt.Errorf("--only: unknown workload %q (have %s)", w, strings.Join(workloads, ","))
+			}
+			cfg.only[w] = true
 		}
 	}
 	def(&cfg.rounds, 3, 1)

@@ -179,6 +179,18 @@ func (b *bench) flagsUsed() []string {
 		sz = append(sz, fmt.Sprint(s))
 	}
 	out = append(out, "--sizes "+strings.Join(sz, ","), fmt.Sprintf("--rounds %d", b.cfg.rounds))
+	if b.cfg.largeRounds != 1 {
+		out = append(out, fmt.Sprintf("--large-rounds %d", b.cfg.largeRounds))
+	}
+	if b.cfg.only != nil {
+		var ws []string
+		for _, w := range workloads {
+			if b.cfg.only[w] {
+				ws = append(ws, w)
+			}
+		}
+		out = append(out, "--only "+strings.Join(ws, ","))
+	}
 	return out
 }
 
