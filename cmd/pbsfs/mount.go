@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"time"
@@ -230,6 +231,12 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 // serve mounts and serves until unmounted.
 func serve(o mountOptions) error {
 	log := newLogger(o.stderr, o.log)
+	// Catch SIGINT and SIGTERM from the start: one that arrives while the
+	// store is opened or the mount set up is acted on as soon as serving
+	// begins (it unmounts at once), instead of killing the process and
+	// leaving a dead mount behind.
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
 	store, mnt, err := o.openStore(log)
 	if err != nil {
 		return err
@@ -280,7 +287,7 @@ func serve(o mountOptions) error {
 		o.onReady(store.Path(), mnt)
 	}
 
-	force, stop := handleSignals(mnt, log, o.stderr)
+	force, stop := handleSignals(sigs, mnt, log, o.stderr)
 	defer stop()
 	select {
 	case err := <-done:

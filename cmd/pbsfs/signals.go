@@ -18,10 +18,9 @@ import (
 // still using it keep working, and Serve returns when the last of them lets
 // go. A further signal after that closes the returned channel: serve then
 // stops waiting and pbsfs exits, and those processes get errors. The
-// returned function stops the handling.
-func handleSignals(mnt string, log *slog.Logger, stderr io.Writer) (force <-chan struct{}, stop func()) {
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+// returned function stops the handling. ch comes from notifySignals, called
+// before mounting so that no signal is missed.
+func handleSignals(ch chan os.Signal, mnt string, log *slog.Logger, stderr io.Writer) (force <-chan struct{}, stop func()) {
 	quit := make(chan struct{})
 	forceCh := make(chan struct{})
 	go func() {
@@ -53,6 +52,14 @@ func handleSignals(mnt string, log *slog.Logger, stderr io.Writer) (force <-chan
 		signal.Stop(ch)
 		close(quit)
 	}
+}
+
+// notifySignals starts catching SIGINT and SIGTERM (instead of dying from
+// them) and queues them for handleSignals.
+func notifySignals() chan os.Signal {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	return ch
 }
 
 // unmount unmounts mnt, lazily if it is busy (lazy then reports true).
