@@ -44,7 +44,7 @@ func (n *manifestFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
-	n.fs.fileAttr(a, n.ino, size, st, 0o444)
+	n.fs.fileAttr(a, n.ino, size, st, false)
 	return nil
 }
 

@@ -265,10 +265,14 @@ func (d *dirBase) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *f
 func (d *dirBase) Fsync(ctx context.Context, req *fuse.FsyncRequest) error { return nil }
 
 // dirAttr fills a for a directory from the stamp of the directory it shows.
+// Its permission bits are that directory's own (without write bits in a
+// read-only mount): with --allow-other the kernel checks them
+// (default_permissions), so other users get exactly as far through the
+// mount as the datastore's modes let them get on disk.
 func (f *FS) dirAttr(a *fuse.Attr, ino uint64, st datastore.Stamp) {
-	mode := os.FileMode(0o755)
+	mode := st.Mode.Perm()
 	if f.ro {
-		mode = 0o555
+		mode &^= 0o222
 	}
 	a.Valid = f.ttl
 	a.Inode = ino
@@ -281,10 +285,17 @@ func (f *FS) dirAttr(a *fuse.Attr, ino uint64, st datastore.Stamp) {
 	a.BlockSize = 4096
 }
 
-// fileAttr fills a for a file of size bytes whose times and owner come from
-// st, with the permission bits perm (write bits removed in read-only mounts).
-func (f *FS) fileAttr(a *fuse.Attr, ino uint64, size int, st datastore.Stamp, perm os.FileMode) {
-	if f.ro {
+// fileAttr fills a for a file of size bytes whose content, times, owner and
+// permission bits come from the datastore file st (for group notes not
+// written yet, the group directory: the bits a new file there gets). As for
+// directories, the bits are the datastore's own, so that other users can
+// read a file through an --allow-other mount only if they could read the
+// file it comes from, and change notes only if they could write the file
+// that stores them. Execute bits are dropped, and write bits too for files
+// that cannot be written (writable false) and in read-only mounts.
+func (f *FS) fileAttr(a *fuse.Attr, ino uint64, size int, st datastore.Stamp, writable bool) {
+	perm := st.Mode.Perm() &^ 0o111
+	if !writable || f.ro {
 		perm &^= 0o222
 	}
 	a.Valid = f.ttl
