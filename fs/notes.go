@@ -41,7 +41,11 @@ func (s snapNotes) size() (int, datastore.Stamp, error) {
 }
 
 func (s snapNotes) load() (string, datastore.Stamp, error) {
-	return s.meta.text()
+	m, st, err := s.store.Manifest(s.sn)
+	if err != nil {
+		return "", st, err
+	}
+	return m.Notes(), st, nil
 }
 
 func (s snapNotes) replace(base *string, text string) error {
