@@ -41,11 +41,7 @@ func (s snapNotes) size() (int, datastore.Stamp, error) {
 }
 
 func (s snapNotes) load() (string, datastore.Stamp, error) {
-	m, st, err := s.store.Manifest(s.sn)
-	if err != nil {
-		return "", st, err
-	}
-	return m.Notes(), st, nil
+	return s.meta.text()
 }
 
 func (s snapNotes) replace(base *string, text string) error {

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"strings"
 	"sync"
 
 	"pbsfs/datastore"
@@ -13,6 +14,11 @@ import (
 // manifest is decoded, once for both files. Without it `ls -l` of a large
 // store decodes every manifest several times, since the datastore's LRU is
 // smaller than the store.
+//
+// The notes text itself is kept too when it is short (maxSummaryNotes), so
+// that opening notes for reading after a lookup needs one stat and no
+// decode: reading every notes of a store larger than the datastore's LRU
+// would otherwise decode every manifest twice (lookup, open).
 type snapMeta struct {
 	store *datastore.Store
 	sn    datastore.Snapshot
@@ -22,7 +28,13 @@ type snapMeta struct {
 	valid    bool
 	notesLen int
 	jsonLen  int
+	notes    string // the notes text, if hasNotes
+	hasNotes bool   // notes holds the text (it is at most maxSummaryNotes long)
 }
+
+// maxSummaryNotes bounds the notes text a summary keeps; longer notes are
+// taken from the datastore's manifest cache.
+const maxSummaryNotes = 4 << 10
 
 // lengths returns the notes' and manifest.json's sizes and the blob's stamp.
 func (m *snapMeta) lengths() (notesLen, jsonLen int, st datastore.Stamp, err error) {
@@ -49,9 +61,37 @@ func (m *snapMeta) lengths() (notesLen, jsonLen int, st datastore.Stamp, err err
 			return 0, 0, st, err
 		}
 	}
-	notesLen, jsonLen = len(man.Notes()), len(js)
+	notes := man.Notes()
+	notesLen, jsonLen = len(notes), len(js)
 	m.mu.Lock()
 	m.st, m.valid, m.notesLen, m.jsonLen = st, true, notesLen, jsonLen
+	m.notes, m.hasNotes = "", notesLen <= maxSummaryNotes
+	if m.hasNotes {
+		// A copy: the decoded string points into the manifest's whole
+		// JSON text, which the summary must not keep alive.
+		m.notes = strings.Clone(notes)
+	}
 	m.mu.Unlock()
 	return notesLen, jsonLen, st, nil
+}
+
+// text returns the committed notes and the blob's stamp: from the summary
+// when it holds the text of the current blob (one stat), else from the
+// decoded manifest.
+func (m *snapMeta) text() (string, datastore.Stamp, error) {
+	st, err := m.store.ManifestStamp(m.sn)
+	if err != nil {
+		return "", st, err
+	}
+	m.mu.Lock()
+	if m.valid && m.hasNotes && sameFile(m.st, st) {
+		defer m.mu.Unlock()
+		return m.notes, m.st, nil
+	}
+	m.mu.Unlock()
+	man, st, err := m.store.Manifest(m.sn)
+	if err != nil {
+		return "", st, err
+	}
+	return man.Notes(), st, nil
 }
