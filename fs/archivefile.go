@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,11 +148,19 @@ func (d *snapDir) archiveNames() ([]string, error) {
 	}
 	names := make([]string, 0, len(list))
 	for _, a := range list {
-		if !d.reserved(a.Name) {
+		if a.Name != NotesName && a.Name != ManifestName {
 			names = append(names, a.Name)
 		}
 	}
 	return names, nil
+}
+
+// isArchive reports whether name is shown as an archive: such names are
+// reserved like notes (no scratch file of that name, no rename onto or
+// away from it, rm gives EPERM).
+func (d *snapDir) isArchive(name string) bool {
+	names, err := d.archiveNames()
+	return err == nil && slices.Contains(names, name)
 }
 
 // archiveDirents lists the archives after notes and manifest.json; a
@@ -175,11 +184,9 @@ func (d *snapDir) lookupArchive(ctx context.Context, name string, resp *fuse.Loo
 	if lerr != nil {
 		return nil, false, nil
 	}
-	for _, a := range names {
-		if a == name {
-			n, err = d.lookupChild(ctx, name, resp, func() node { return newArchiveFile(d.fs, d, name) })
-			return n, true, err
-		}
+	if !slices.Contains(names, name) {
+		return nil, false, nil
 	}
-	return nil, false, nil
+	n, err = d.lookupChild(ctx, name, resp, func() node { return newArchiveFile(d.fs, d, name) })
+	return n, true, err
 }

@@ -163,6 +163,14 @@ func TestArchiveFiles(t *testing.T) {
 		err = n.(fusefs.NodeSetattrer).Setattr(e.ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize}, &fuse.SetattrResponse{})
 		wantErrno(t, "truncate "+name, err, syscall.EACCES)
 	}
+	// Archive names are reserved: no removing, renaming or creating.
+	d := e.node(snapRel).(*snapDir)
+	wantErrno(t, "rm archive", d.Remove(e.ctx, &fuse.RemoveRequest{Name: "root.pxar"}), syscall.EPERM)
+	wantErrno(t, "mv archive", d.Rename(e.ctx, &fuse.RenameRequest{OldName: "root.pxar", NewName: "x"}, d), syscall.EPERM)
+	_, _, err := d.Create(e.ctx, &fuse.CreateRequest{Name: "drive-scsi0.img", Flags: fuse.OpenWriteOnly | fuse.OpenCreate, Mode: 0o644}, &fuse.CreateResponse{})
+	if errnoOf(err) == 0 {
+		t.Error("create over an archive name succeeded")
+	}
 	// The same node for the same name (until forgotten).
 	if e.node(snapRel+"/drive-scsi0.img") != e.node(snapRel+"/drive-scsi0.img") {
 		t.Error("lookup returns a new node each time")

@@ -42,7 +42,7 @@ func newSnapDir(f *FS, rel string, sn datastore.Snapshot) *snapDir {
 	d := &snapDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, sn: sn,
 		meta: &snapMeta{store: f.store, sn: sn}}
 	d.self = d
-	d.reserved = func(name string) bool { return name == NotesName || name == ManifestName }
+	d.reserved = func(name string) bool { return name == NotesName || name == ManifestName || d.isArchive(name) }
 	d.mkNotes = func() node { return newSnapNotes(f, d) }
 	return d
 }

@@ -29,6 +29,9 @@ const (
 	// ExitLock: the PBS locking scheme could not be determined or the
 	// installed PBS version is one pbsfs refuses to write next to.
 	ExitLock = 13
+	// ExitKey: the --keyfile could not be read or opened (wrong password,
+	// not a PBS key file, no way to ask for the password).
+	ExitKey = 14
 )
 
 // exitError is an error that ends pbsfs with a specific exit code.
@@ -79,4 +82,5 @@ const exitStatusHelp = `Exit status:
   11  MOUNTPOINT is missing, not an empty directory, or overlaps DATASTORE
   12  the FUSE mount failed
   13  the PBS locking scheme could not be determined or is not supported
+  14  the --keyfile could not be read or opened (wrong password?)
 `

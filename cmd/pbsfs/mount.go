@@ -34,6 +34,7 @@ or host. Each group directory holds
 and each snapshot directory holds
   notes          the snapshot's notes, kept in its manifest (read-write)
   manifest.json  the manifest (read-only)
+  ...            with --archives, the contents of its archives (read-only)
 Notes are saved when the file is closed or fsync'ed, under the same manifest
 lock PBS uses; a save over a change made meanwhile by someone else fails
 with "Stale file handle" instead of losing it. 'rmdir' of a snapshot
@@ -54,7 +55,7 @@ Options:
       --lock-dir DIR       root of PBS's lock files
                            (default /run/proxmox-backup/locks)
       --cache-size N       decoded manifests kept in memory (default 4096)
-  -v, --verbose            log what pbsfs does (info level)
+` + archivesHelp + `  -v, --verbose            log what pbsfs does (info level)
       --debug              log every FUSE request (debug level)
   -h, --help               print this help
 
@@ -86,6 +87,7 @@ type mountOptions struct {
 	scheme     string // auto, run, dirs, legacy
 	lockDir    string
 	cacheSize  int
+	archives   archiveFlags // --archives, --keyfile, ... (archives.go)
 	log        logOptions
 
 	cfgPath    string                              // datastore.cfg; "" = DatastoreConfig
@@ -106,6 +108,7 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.scheme, "lock-scheme", "auto", "")
 	fs.StringVar(&o.lockDir, "lock-dir", lock.DefaultDir, "")
 	fs.IntVar(&o.cacheSize, "cache-size", datastore.DefaultCacheSize, "")
+	o.archives.register(fs)
 	fs.BoolVar(&o.log.verbose, "v", false, "")
 	fs.BoolVar(&o.log.verbose, "verbose", false, "")
 	fs.BoolVar(&o.log.debug, "debug", false, "")
@@ -138,6 +141,9 @@ func (o *mountOptions) validate(cmd string) error {
 	}
 	if o.cacheSize < 1 {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("--cache-size: %d is not a positive number", o.cacheSize)}
+	}
+	if err := o.archives.validate(cmd); err != nil {
+		return err
 	}
 	if o.storeName != "" && !datastore.ValidSafeID(o.storeName) {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("--store: %q is not a valid datastore name", o.storeName)}
@@ -216,10 +222,15 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 	if _, err := lock.New(lc); err != nil {
 		return nil, "", exitf(ExitLock, "%w", err)
 	}
+	archives, err := o.archives.options(o.stderr, log)
+	if err != nil {
+		return nil, "", err
+	}
 	store, err = datastore.Open(storePath, datastore.Options{
 		Lock:      lc,
 		ReadOnly:  o.readOnly,
 		CacheSize: o.cacheSize,
+		Archives:  archives,
 		Logger:    log,
 	})
 	if err != nil {
