@@ -42,6 +42,15 @@ func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFla
 	}
 }
 
+// openNoFlush is FOPEN_NOFLUSH (Linux 5.16 and later; older kernels ignore
+// the bit), which bazil has no name for: the kernel sends no FLUSH request
+// when a descriptor of this open is closed. Read-only opens have nothing to
+// flush (their handles implement no Flush, or a no-op one), so it saves one
+// round trip per close — `cat` of a notes file costs seven requests
+// without it. POSIX locks do not need the FLUSH either: bazil does not
+// negotiate them, so the kernel keeps locks locally.
+const openNoFlush fuse.OpenResponseFlags = 1 << 5
+
 // bytesHandle serves fixed content read at open.
 type bytesHandle struct {
 	data []byte

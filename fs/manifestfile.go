@@ -57,7 +57,7 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 		return nil, n.fs.errno("open "+n.display(), err)
 	}
 	flags, changed := n.cache.openFlags(st)
-	resp.Flags |= flags
+	resp.Flags |= flags | openNoFlush
 	if changed {
 		n.fs.invalidateData(n)
 	}

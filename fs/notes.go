@@ -182,6 +182,7 @@ func (n *notesFile) Attr(ctx context.Context, a *fuse.Attr) error {
 func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	resp.Flags |= fuse.OpenDirectIO
 	if !writable(req.Flags) {
+		resp.Flags |= openNoFlush // a reader's close has nothing to commit
 		n.mu.Lock()
 		if s := n.sess; s != nil && s.dirty {
 			data := slices.Clone(s.buf)

@@ -55,7 +55,7 @@ func (n *ownerFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 		return nil, n.fs.errno("open "+n.display(), err)
 	}
 	flags, changed := n.cache.openFlags(st)
-	resp.Flags |= flags
+	resp.Flags |= flags | openNoFlush
 	if changed {
 		n.fs.invalidateData(n)
 	}
