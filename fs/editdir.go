@@ -20,6 +20,13 @@ import (
 // away (vim's and Emacs's "notes~" backups) leaves a scratch copy of the
 // old text under the new name and notes itself stays, readable and
 // writable, since the notes of a snapshot cannot cease to exist.
+//
+// Unlinking notes (mv from another file system unlinks the target before
+// it copies, as do cp --remove-destination and install) changes nothing in
+// the datastore: notes disappears from this directory until it is created
+// again, and creating it starts an empty text that is committed, as any
+// write of notes, on fsync and close. A notes never created again keeps its
+// stored text (shown again after a remount).
 type editDir struct {
 	dirBase
 	self     fusefs.Node            // the embedding directory node, for invalidations
@@ -34,6 +41,22 @@ func (d *editDir) notesNode() *notesFile {
 		return n.(*notesFile)
 	}
 	return d.mkNotes().(*notesFile)
+}
+
+// lookupNotes is Lookup of notes (ENOENT while it is unlinked).
+func (d *editDir) lookupNotes(ctx context.Context, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	if d.fs.notesUnlinked(d.rel) {
+		return nil, errNoEnt
+	}
+	return d.lookupChild(ctx, NotesName, resp, d.mkNotes)
+}
+
+// notesDirent is the listing entry of notes, none while it is unlinked.
+func (d *editDir) notesDirent() []fuse.Dirent {
+	if d.fs.notesUnlinked(d.rel) {
+		return nil
+	}
+	return []fuse.Dirent{d.dirent(NotesName, fuse.DT_File)}
 }
 
 // lookupScratch is the fallback of Lookup for names that are not reserved.
@@ -60,8 +83,11 @@ func (d *editDir) checkNewName(name string) error {
 	return nil
 }
 
-// Create makes a scratch file.
+// Create makes a scratch file, or notes again after it was unlinked.
 func (d *editDir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	if req.Name == NotesName && !d.fs.ro && d.fs.notesUnlinked(d.rel) {
+		return d.recreateNotes(ctx, req, resp)
+	}
 	if err := d.checkNewName(req.Name); err != nil {
 		return nil, nil, err
 	}
@@ -107,12 +133,24 @@ func (d *editDir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs
 	return sf, nil
 }
 
-// removeFile is unlink in an edit directory: scratch files go, notes and the
-// other reserved names stay (EPERM, deliberately: notes cannot be deleted,
-// only emptied, and `rm -r` of a snapshot must not look like it worked).
+// removeFile is unlink in an edit directory: scratch files go; notes goes
+// from this directory only, until it is created again (see editDir); the
+// other reserved names stay (EPERM, deliberately, so that `rm -r` of a
+// snapshot fails at manifest.json instead of looking like it worked).
 func (d *editDir) removeFile(name string) error {
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
+	}
+	if name == NotesName {
+		n := d.notesNode()
+		if _, _, err := n.src.load(); err != nil {
+			return d.fs.errno("unlink "+n.display(), err)
+		}
+		if !d.fs.setNotesUnlinked(d.rel, true) {
+			return errNoEnt
+		}
+		d.fs.log.Debug("notes unlinked: hidden until created again, stored notes unchanged", "file", n.display())
+		return nil
 	}
 	if d.reserved(name) {
 		return errPerm
@@ -139,6 +177,9 @@ func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fu
 	case from == NotesName:
 		if d.reserved(to) {
 			return errPerm
+		}
+		if d.fs.notesUnlinked(d.rel) {
+			return errNoEnt
 		}
 		return d.backupNotes(to)
 	case d.reserved(from):
@@ -213,6 +254,7 @@ func (d *editDir) commitScratch(from string, sf *scratchFile) error {
 		return d.fs.errno("rename "+sf.display()+" to notes", err)
 	}
 	d.fs.scratchRemove(d.rel, from)
+	d.fs.setNotesUnlinked(d.rel, false)
 	sf.mu.Lock()
 	sf.notes = n
 	sf.mu.Unlock()
@@ -222,4 +264,32 @@ func (d *editDir) commitScratch(from string, sf *scratchFile) error {
 	d.fs.invalidateEntry(d.self, NotesName)
 	d.fs.log.Debug("notes replaced by rename", "file", n.display(), "from", from, "bytes", len(text))
 	return nil
+}
+
+// recreateNotes is Create of notes after it was unlinked: the notes node
+// with a write session that starts empty (as O_TRUNC does), committed on
+// fsync and close like every write of notes; an empty file commits empty
+// notes. Until then the stored text is untouched.
+func (d *editDir) recreateNotes(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	if !req.Mode.IsRegular() {
+		return nil, nil, errPerm
+	}
+	kid, _ := d.kids.get(NotesName, d.mkNotes)
+	n := kid.(*notesFile)
+	flags := req.Flags | fuse.OpenTruncate
+	if !writable(flags) {
+		flags = flags&^fuse.OpenAccessModeMask | fuse.OpenReadWrite
+	}
+	if err := n.Attr(ctx, &resp.Attr); err != nil {
+		return nil, nil, err
+	}
+	h, err := n.Open(ctx, &fuse.OpenRequest{Header: req.Header, Flags: flags}, &resp.OpenResponse)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp.Attr.Size, resp.Attr.Blocks = 0, 0 // the new file starts empty
+	d.fs.setNotesUnlinked(d.rel, false)
+	resp.EntryValid = d.fs.ttl
+	d.fs.log.Debug("notes created again after unlink", "file", n.display())
+	return n, h, nil
 }

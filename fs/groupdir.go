@@ -65,7 +65,7 @@ func (d *groupDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fu
 	name := req.Name
 	switch {
 	case name == NotesName:
-		return d.lookupChild(ctx, name, resp, d.mkNotes)
+		return d.lookupNotes(ctx, resp)
 	case name == OwnerName:
 		return d.lookupChild(ctx, name, resp, func() node { return newOwnerFile(d.fs, d) })
 	case datastore.ValidBackupTime(name):
@@ -81,7 +81,7 @@ func (d *groupDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	if err != nil {
 		return nil, d.fs.errno("list "+d.display(), err)
 	}
-	ents := append(d.dots(), d.dirent(NotesName, fuse.DT_File))
+	ents := append(d.dots(), d.notesDirent()...)
 	if _, _, err := d.fs.store.GroupOwner(d.g); err == nil {
 		ents = append(ents, d.dirent(OwnerName, fuse.DT_File))
 	} else if !errors.Is(err, datastore.ErrNotFound) {

@@ -100,8 +100,8 @@ func TestMountBasics(t *testing.T) {
 	if out, err := sh(t, dir, "echo x > "+snap+"/manifest.json"); err == nil || !strings.Contains(out, "Permission denied") {
 		t.Errorf("write manifest.json: %v %q", err, out)
 	}
-	if out, err := sh(t, dir, "rm "+snap+"/notes"); err == nil || !strings.Contains(out, "Operation not permitted") {
-		t.Errorf("rm notes: %v %q", err, out)
+	if out, err := sh(t, dir, "rm "+snap+"/manifest.json"); err == nil || !strings.Contains(out, "Operation not permitted") {
+		t.Errorf("rm manifest.json: %v %q", err, out)
 	}
 	if out, err := sh(t, dir, "mkdir vm/100/x"); err == nil || !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("mkdir: %v %q", err, out)
@@ -118,6 +118,15 @@ func TestMountBasics(t *testing.T) {
 	}
 	if got := e.snapNotes(vm100, tFirst); got != "fresh\n" {
 		t.Errorf("notes after rename dance %q", got)
+	}
+	// rm notes hides it until it is created again, as mv from another file
+	// system does; the stored notes stay until then.
+	out = mustSh(t, dir, "cd "+snap+" && rm notes && ls -A && test ! -e notes && echo again > notes && cat notes && ls -A")
+	if want := "manifest.json\nagain\nmanifest.json\nnotes\n"; out != want {
+		t.Errorf("rm notes, create again: %q, want %q", out, want)
+	}
+	if got := e.snapNotes(vm100, tFirst); got != "again\n" {
+		t.Errorf("notes after rm and create %q", got)
 	}
 	mustSh(t, dir, "rmdir vm/100/"+tSecond)
 	if _, err := os.Stat(filepath.Join(e.base, "vm/100", tSecond)); !os.IsNotExist(err) {

@@ -29,6 +29,9 @@ const maxScratchPerDir = 256
 // scratchDir holds the scratch files of one directory, by name.
 type scratchDir struct {
 	files map[string]*scratchFile
+	// notesUnlinked: notes was unlinked and not created again (see
+	// editDir.removeFile); the stored notes are unchanged.
+	notesUnlinked bool
 }
 
 // scratchFile is an in-memory regular file or symlink.
@@ -109,10 +112,42 @@ func (f *FS) scratchRemove(dir, name string) *scratchFile {
 	}
 	sf := sd.files[name]
 	delete(sd.files, name)
-	if len(sd.files) == 0 {
+	if len(sd.files) == 0 && !sd.notesUnlinked {
 		delete(f.scratch, dir)
 	}
 	return sf
+}
+
+// notesUnlinked reports whether notes in dir was unlinked and not created
+// again.
+func (f *FS) notesUnlinked(dir string) bool {
+	f.scratchMu.Lock()
+	defer f.scratchMu.Unlock()
+	sd := f.scratch[dir]
+	return sd != nil && sd.notesUnlinked
+}
+
+// setNotesUnlinked records that notes in dir was unlinked (gone) or exists
+// again, and reports whether that changed anything.
+func (f *FS) setNotesUnlinked(dir string, gone bool) bool {
+	f.scratchMu.Lock()
+	defer f.scratchMu.Unlock()
+	sd := f.scratch[dir]
+	if sd == nil {
+		if !gone {
+			return false
+		}
+		sd = &scratchDir{files: map[string]*scratchFile{}}
+		f.scratch[dir] = sd
+	}
+	if sd.notesUnlinked == gone {
+		return false
+	}
+	sd.notesUnlinked = gone
+	if len(sd.files) == 0 && !gone {
+		delete(f.scratch, dir)
+	}
+	return true
 }
 
 // scratchList lists dir's scratch files as directory entries.

@@ -185,3 +185,89 @@ func TestScratchDroppedWithSnapshot(t *testing.T) {
 		t.Error("scratch file outlived its snapshot")
 	}
 }
+
+// mv from another file system: unlink(notes) then open(notes,
+// O_CREAT|O_EXCL), write, close. The unlink hides notes and writes nothing;
+// the new file's text is committed on close.
+func TestScratchUnlinkNotes(t *testing.T) {
+	e := newEnv(t)
+	dirPath := "vm/100/" + tFirst
+	dir := e.node(dirPath)
+	unlink := func(name string) error {
+		return dir.(fusefs.NodeRemover).Remove(e.ctx, &fuse.RemoveRequest{Name: name})
+	}
+	if err := unlink("notes"); err != nil {
+		t.Fatalf("rm notes: %v", err)
+	}
+	if got := e.snapNotes(vm100, tFirst); got != firstNotes {
+		t.Errorf("stored notes after rm %q", got)
+	}
+	if got := e.list(dirPath); !slices.Equal(got, []string{"manifest.json"}) {
+		t.Errorf("listing after rm notes %q", got)
+	}
+	if _, err := e.walk(dirPath + "/notes"); errnoOf(err) != syscall.ENOENT {
+		t.Errorf("lookup notes after rm: %v", err)
+	}
+	wantErrno(t, "rm notes again", unlink("notes"), syscall.ENOENT)
+	wantErrno(t, "rename unlinked notes", e.rename(dir, "notes", "notes~"), syscall.ENOENT)
+	wantErrno(t, "rm manifest.json", unlink("manifest.json"), syscall.EPERM)
+
+	n, h := e.create(dir, "notes")
+	if a := e.attr(n); a.Size != 0 || a.Inode != inodeOf(dirPath+"/notes") {
+		t.Errorf("created notes attr %+v", a)
+	}
+	if err := e.write(h, 0, "moved in\n", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.flush(h); err != nil {
+		t.Fatal(err)
+	}
+	e.release(h)
+	if got := e.snapNotes(vm100, tFirst); got != "moved in\n" {
+		t.Errorf("stored notes after create %q", got)
+	}
+	if got := e.list(dirPath); !slices.Equal(got, []string{"manifest.json", "notes"}) {
+		t.Errorf("listing after create %q", got)
+	}
+	_, _, err := dir.(fusefs.NodeCreater).Create(e.ctx, &fuse.CreateRequest{Name: "notes", Mode: 0o644}, &fuse.CreateResponse{})
+	wantErrno(t, "create existing notes", err, syscall.EPERM)
+
+	// Unlinked, then created and closed empty: empty notes.
+	if err := unlink("notes"); err != nil {
+		t.Fatal(err)
+	}
+	_, h = e.create(dir, "notes")
+	e.flush(h)
+	e.release(h)
+	if got := e.snapNotes(vm100, tFirst); got != "" {
+		t.Errorf("stored notes after create of an empty file %q", got)
+	}
+
+	// Group notes: unlinked, then a scratch file renamed onto notes.
+	group := e.node("vm/100")
+	if err := group.(fusefs.NodeRemover).Remove(e.ctx, &fuse.RemoveRequest{Name: "notes"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.cat("vm/100/owner"); got == "" {
+		t.Error("owner gone")
+	}
+	if slices.Contains(e.list("vm/100"), "notes") {
+		t.Error("group notes listed after rm")
+	}
+	_, h = e.create(group, "notes.tmp")
+	e.write(h, 0, "renamed in\n", 0)
+	e.release(h)
+	if err := e.rename(group, "notes.tmp", "notes"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.cat("vm/100/notes"); got != "renamed in\n" {
+		t.Errorf("group notes %q", got)
+	}
+	if got := e.list("vm/100"); !slices.Contains(got, "notes") || slices.Contains(got, "notes.tmp") {
+		t.Errorf("group listing %q", got)
+	}
+	b, err := os.ReadFile(filepath.Join(e.base, "vm/100/notes"))
+	if err != nil || string(b) != "renamed in\n" {
+		t.Errorf("stored group notes %q, %v", b, err)
+	}
+}

@@ -62,7 +62,7 @@ func (d *snapDir) Attr(ctx context.Context, a *fuse.Attr) error {
 func (d *snapDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
 	switch req.Name {
 	case NotesName:
-		return d.lookupChild(ctx, req.Name, resp, d.mkNotes)
+		return d.lookupNotes(ctx, resp)
 	case ManifestName:
 		return d.lookupChild(ctx, req.Name, resp, func() node { return newManifestFile(d.fs, d) })
 	}
@@ -80,7 +80,7 @@ func (d *snapDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	_, err := d.fs.store.ManifestStamp(d.sn)
 	switch {
 	case err == nil, errors.Is(err, datastore.ErrCorrupt):
-		ents = append(ents, d.dirent(ManifestName, fuse.DT_File), d.dirent(NotesName, fuse.DT_File))
+		ents = append(append(ents, d.dirent(ManifestName, fuse.DT_File)), d.notesDirent()...)
 	case errors.Is(err, datastore.ErrUnfinished):
 	default:
 		return nil, d.fs.errno("list "+d.display(), err)
