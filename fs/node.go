@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"bazil.org/fuse"
@@ -52,11 +53,18 @@ type nodeBase struct {
 	// before the node is published, so it needs no lock.
 	forget func()
 
-	// Attributes computed by the lookup that returned this node, for the
-	// Attr call bazil makes right after it (see lookupChild).
-	primeMu  sync.Mutex
-	primed   fuse.Attr
-	primedAt time.Time
+	// primed holds the attributes computed by the lookup that returned this
+	// node, for the Attr call bazil makes right after it (see lookupChild),
+	// and is nil otherwise. A pointer rather than a field because it is
+	// needed for a moment after each lookup, while a walked store keeps
+	// hundreds of thousands of nodes, each of which would carry ~170 bytes.
+	primed atomic.Pointer[primedAttr]
+}
+
+// primedAttr is what prime keeps.
+type primedAttr struct {
+	a  fuse.Attr
+	at time.Time
 }
 
 // primeWindow bounds how old primed attributes may be when used.
@@ -64,27 +72,22 @@ const primeWindow = 100 * time.Millisecond
 
 // prime keeps a for the next Attr call.
 func (n *nodeBase) prime(a fuse.Attr) {
-	n.primeMu.Lock()
-	n.primed, n.primedAt = a, time.Now()
-	n.primeMu.Unlock()
+	n.primed.Store(&primedAttr{a: a, at: time.Now()})
 }
 
 // dropPrimed forgets primed attributes (after a change).
 func (n *nodeBase) dropPrimed() {
-	n.primeMu.Lock()
-	n.primedAt = time.Time{}
-	n.primeMu.Unlock()
+	n.primed.Store(nil)
 }
 
 // takePrimed fills a with primed attributes, if fresh ones are there, and
 // consumes them. Every Attr starts with it.
 func (n *nodeBase) takePrimed(a *fuse.Attr) bool {
-	n.primeMu.Lock()
-	defer n.primeMu.Unlock()
-	if n.primedAt.IsZero() || time.Since(n.primedAt) > primeWindow {
+	p := n.primed.Swap(nil)
+	if p == nil || time.Since(p.at) > primeWindow {
 		return false
 	}
-	*a, n.primedAt = n.primed, time.Time{}
+	*a = p.a
 	return true
 }
 
