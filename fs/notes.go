@@ -119,6 +119,12 @@ type notesSession struct {
 	// committed (every commit fails with EFBIG) until a resize — a
 	// truncation, an O_TRUNC open — reshapes it.
 	tooBig bool
+	// wroteBy holds the lock owners (one per process: the kernel's
+	// files_struct) whose writes went into the buffer since the last
+	// commit; wroteByAny is set by a write that came without one. See
+	// notesHandle.Flush.
+	wroteBy    map[fuse.LockOwner]bool
+	wroteByAny bool
 }
 
 var (
@@ -341,6 +347,7 @@ func (n *notesFile) commitLocked(op string) error {
 		return n.fs.errno(op+" "+n.display(), err)
 	}
 	s.base, s.derived, s.dirty = text, true, false
+	s.wroteBy, s.wroteByAny = nil, false
 	n.fs.log.Debug("notes committed", "file", n.display(), "bytes", len(text))
 	n.afterCommit()
 	return nil
@@ -436,6 +443,14 @@ func (h *notesHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *f
 	}
 	copy(s.buf[off:], req.Data)
 	s.dirty = true
+	if req.Flags&fuse.WriteLockOwner != 0 {
+		if s.wroteBy == nil {
+			s.wroteBy = map[fuse.LockOwner]bool{}
+		}
+		s.wroteBy[req.LockOwner] = true
+	} else {
+		s.wroteByAny = true
+	}
 	resp.Size = len(req.Data)
 	return nil
 }
@@ -449,6 +464,20 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	}
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
+	if s := h.n.sess; s != nil && s.dirty && !s.wroteByAny && len(s.wroteBy) > 0 && !s.wroteBy[req.LockOwner] {
+		// Every close of every copy of the descriptor flushes, also the
+		// close-on-exec of the copy a child process forked meanwhile by
+		// the writer (any multi-threaded writer, a Go program, forks
+		// without a lock against its own open files) inherited and never
+		// wrote to. Committing then would store whatever part of the text
+		// has arrived so far — and leave it there if the writer's own
+		// close then fails (EFBIG, EILSEQ) or pbsfs dies. So only a
+		// process that wrote commits at close; the others' closes change
+		// nothing (a session nobody wrote to, a bare truncation, commits
+		// at any close).
+		h.n.fs.log.Debug("close by a process that did not write; not committed", "file", h.n.display(), "pid", req.Pid)
+		return nil
+	}
 	err := h.n.commitLocked("close")
 	if err != nil && h.n.sess != nil {
 		// close(2) tells the writer the text was not saved; it may retry
@@ -457,6 +486,7 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 		// failed close leaves the notes unchanged, as documented. (A failed
 		// fsync keeps the session, so the close that follows retries.)
 		h.n.sess.dirty = false
+		h.n.sess.wroteBy, h.n.sess.wroteByAny = nil, false
 		h.n.fs.log.Warn("notes not saved: close failed; the text was dropped", "file", h.n.display(), "err", err)
 	}
 	return err
