@@ -49,9 +49,11 @@ type nodeBase struct {
 	rel string // path relative to the mount root (and to the datastore root)
 	ino uint64
 
-	// forget removes the node from its parent's cache; set by children.get
-	// before the node is published, so it needs no lock.
-	forget func()
+	// parent is the child cache holding this node under the last element
+	// of rel, which Forget removes it from; set by children.get before the
+	// node is published, so it needs no lock. (A field and not a closure:
+	// a walked store keeps hundreds of thousands of nodes.)
+	parent *children
 
 	// primed holds the attributes computed by the lookup that returned this
 	// node, for the Attr call bazil makes right after it (see lookupChild),
@@ -98,8 +100,8 @@ func (n *nodeBase) base() *nodeBase { return n }
 // makes a fresh one (restic's TreeCache pattern; keeps memory bounded on
 // large stores).
 func (n *nodeBase) Forget() {
-	if n.forget != nil {
-		n.forget()
+	if n.parent != nil {
+		n.parent.remove(path.Base(n.rel), n)
 	}
 }
 
@@ -115,9 +117,57 @@ func newBase(f *FS, rel string) nodeBase {
 // it. bazil keys its node IDs by object; a fresh object per lookup would
 // give each lookup a new node ID, defeat the kernel's caches and confuse
 // tools that compare inodes (restic commit 6ec2b62ec, macOS #4971).
+//
+// Most directories have few children (a snapshot directory two), so the
+// first fewKids live in a small slice searched linearly, and only larger
+// directories get a map: an empty Go map with one group of slots costs
+// some 300 bytes, which for 100,000 snapshot directories is 30 MB.
 type children struct {
-	mu sync.Mutex
-	m  map[string]node
+	mu  sync.Mutex
+	few []kid           // while there are at most fewKids children
+	m   map[string]node // once there are more (few is nil then)
+}
+
+type kid struct {
+	name string
+	n    node
+}
+
+// fewKids is how many children are kept in the slice before a map is used.
+const fewKids = 8
+
+// find returns the cached child name; the caller holds mu.
+func (c *children) find(name string) (node, bool) {
+	if c.m != nil {
+		n, ok := c.m[name]
+		return n, ok
+	}
+	for _, k := range c.few {
+		if k.name == name {
+			return k.n, true
+		}
+	}
+	return nil, false
+}
+
+// del removes name if it maps to a node whose base is b (any node if b is
+// nil); the caller holds mu.
+func (c *children) del(name string, b *nodeBase) {
+	if c.m != nil {
+		if cur, ok := c.m[name]; ok && (b == nil || cur.base() == b) {
+			delete(c.m, name)
+		}
+		return
+	}
+	for i, k := range c.few {
+		if k.name == name && (b == nil || k.n.base() == b) {
+			last := len(c.few) - 1
+			c.few[i] = c.few[last]
+			c.few[last] = kid{}
+			c.few = c.few[:last]
+			return
+		}
+	}
 }
 
 // get returns the cached child name, or makes, caches and returns a new one
@@ -125,15 +175,24 @@ type children struct {
 func (c *children) get(name string, mk func() node) (n node, created bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, ok := c.m[name]; ok {
+	if n, ok := c.find(name); ok {
 		return n, false
 	}
 	n = mk()
-	n.base().forget = func() { c.remove(name, n) }
-	if c.m == nil {
-		c.m = map[string]node{}
+	n.base().parent = c
+	switch {
+	case c.m != nil:
+		c.m[name] = n
+	case len(c.few) < fewKids:
+		c.few = append(c.few, kid{name, n})
+	default:
+		c.m = make(map[string]node, 2*fewKids)
+		for _, k := range c.few {
+			c.m[k.name] = k.n
+		}
+		c.few = nil
+		c.m[name] = n
 	}
-	c.m[name] = n
 	return n, true
 }
 
@@ -141,24 +200,22 @@ func (c *children) get(name string, mk func() node) (n node, created bool) {
 func (c *children) peek(name string) (node, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, ok := c.m[name]
-	return n, ok
+	return c.find(name)
 }
 
-// remove drops name from the cache if it still maps to n.
-func (c *children) remove(name string, n node) {
+// remove drops name from the cache if it still maps to the node whose base
+// is b.
+func (c *children) remove(name string, b *nodeBase) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, ok := c.m[name]; ok && cur == n {
-		delete(c.m, name)
-	}
+	c.del(name, b)
 }
 
 // drop removes name from the cache whatever it maps to.
 func (c *children) drop(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.m, name)
+	c.del(name, nil)
 }
 
 // dirBase is embedded by every directory node: the child cache, the lookup
@@ -179,7 +236,7 @@ func (d *dirBase) lookupChild(ctx context.Context, name string, resp *fuse.Looku
 	n, created := d.kids.get(name, mk)
 	if err := n.Attr(ctx, &resp.Attr); err != nil {
 		if created {
-			d.kids.remove(name, n)
+			d.kids.remove(name, n.base())
 		}
 		return nil, err
 	}
