@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,34 +158,61 @@ func (a ArchiveInfo) Encrypted() bool { return a.CryptMode == manifest.CryptEncr
 // name keep the first. It returns nothing (and no error) unless archives
 // are enabled. The stamp is the manifest's.
 func (s *Store) ListArchives(sn Snapshot) ([]ArchiveInfo, Stamp, error) {
-	m, st, err := s.Manifest(sn)
+	list, st, err := s.manifestArchives(sn)
 	if err != nil || !s.arch.opts.Enabled {
+		return nil, st, err
+	}
+	if log, ok := s.clientLog(sn, list); ok {
+		list = append(list, log)
+	}
+	return list, st, nil
+}
+
+// manifestArchives returns the archives the manifest lists (see
+// ListArchives), whether or not archives are enabled.
+func (s *Store) manifestArchives(sn Snapshot) ([]ArchiveInfo, Stamp, error) {
+	m, st, err := s.Manifest(sn)
+	if err != nil {
 		return nil, st, err
 	}
 	files := m.Files()
 	out := make([]ArchiveInfo, 0, len(files)+1)
-	seen := make(map[string]bool, len(files)+1)
 	for _, f := range files {
 		name, kind, ok := ArchiveName(f.Filename)
-		if !ok || seen[name] {
+		if !ok || slices.ContainsFunc(out, func(a ArchiveInfo) bool { return a.Name == name }) {
 			s.log.Debug("manifest entry not shown as an archive", "snapshot", sn.Dir(), "file", f.Filename)
 			continue
 		}
-		seen[name] = true
 		out = append(out, ArchiveInfo{Name: name, File: f.Filename, Kind: kind, CryptMode: f.CryptMode,
 			Size: f.Size, Csum: f.Csum, InManifest: true})
-	}
-	if name, kind, _ := ArchiveName(ClientLogName); !seen[name] {
-		if ok, err := s.exists(path.Join(sn.Dir(), ClientLogName)); err == nil && ok {
-			out = append(out, ArchiveInfo{Name: name, File: ClientLogName, Kind: kind})
-		}
 	}
 	return out, st, nil
 }
 
-// findArchive returns the archive shown as name.
-func (s *Store) findArchive(sn Snapshot, name string) (ArchiveInfo, error) {
-	list, _, err := s.ListArchives(sn)
+// clientLog returns the entry of client.log.blob if the snapshot has one
+// and the manifest list does not already show something under its name.
+func (s *Store) clientLog(sn Snapshot, list []ArchiveInfo) (ArchiveInfo, bool) {
+	name, kind, _ := ArchiveName(ClientLogName)
+	if slices.ContainsFunc(list, func(a ArchiveInfo) bool { return a.Name == name }) {
+		return ArchiveInfo{}, false
+	}
+	if ok, err := s.exists(path.Join(sn.Dir(), ClientLogName)); err != nil || !ok {
+		return ArchiveInfo{}, false
+	}
+	return ArchiveInfo{Name: name, File: ClientLogName, Kind: kind}, true
+}
+
+// FindArchive returns the archive of a finished snapshot shown as name
+// (ErrNotFound if there is none, or archives are not enabled). Cheaper
+// than ListArchives: the client log is only looked for when asked for.
+func (s *Store) FindArchive(sn Snapshot, name string) (ArchiveInfo, error) {
+	notFound := func() error {
+		return wrap("find archive", s.abs(path.Join(sn.Dir(), name)), ErrNotFound, nil)
+	}
+	if !s.arch.opts.Enabled {
+		return ArchiveInfo{}, notFound()
+	}
+	list, _, err := s.manifestArchives(sn)
 	if err != nil {
 		return ArchiveInfo{}, err
 	}
@@ -193,13 +221,16 @@ func (s *Store) findArchive(sn Snapshot, name string) (ArchiveInfo, error) {
 			return a, nil
 		}
 	}
-	return ArchiveInfo{}, wrap("open archive", s.abs(path.Join(sn.Dir(), name)), ErrNotFound, nil)
+	if log, ok := s.clientLog(sn, list); ok && log.Name == name {
+		return log, nil
+	}
+	return ArchiveInfo{}, notFound()
 }
 
 // StatArchive stats the archive file shown as name (cheap: no read). A file
 // the manifest lists but the directory lacks is ErrCorrupt.
 func (s *Store) StatArchive(sn Snapshot, name string) (ArchiveInfo, Stamp, error) {
-	info, err := s.findArchive(sn, name)
+	info, err := s.FindArchive(sn, name)
 	if err != nil {
 		return info, Stamp{}, err
 	}
@@ -255,7 +286,7 @@ type Archive struct {
 // fail with ErrEncrypted (and a blob's size is unknown, 0).
 func (s *Store) OpenArchive(sn Snapshot, name string) (*Archive, error) {
 	const op = "open archive"
-	info, err := s.findArchive(sn, name)
+	info, err := s.FindArchive(sn, name)
 	if err != nil {
 		return nil, err
 	}

@@ -210,6 +210,14 @@ func TestArchivesPlain(t *testing.T) {
 	if _, st, err := s.StatArchive(d.sn, "drive-scsi0.img"); err != nil || st.Ino != a.Stamp().Ino {
 		t.Errorf("StatArchive: %v", err)
 	}
+	for _, name := range archiveNames {
+		if a, err := s.FindArchive(d.sn, name); err != nil || a.Name != name {
+			t.Errorf("FindArchive(%s): %+v, %v", name, a, err)
+		}
+	}
+	if _, err := s.FindArchive(d.sn, "notes"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("FindArchive(notes): %v", err)
+	}
 	if _, err := s.OpenArchive(d.sn, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown archive: %v", err)
 	}
@@ -228,6 +236,9 @@ func TestArchivesDisabled(t *testing.T) {
 	}
 	if s.ArchivesEnabled() {
 		t.Error("enabled")
+	}
+	if _, err := s.FindArchive(d.sn, "client.log"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("FindArchive while disabled: %v", err)
 	}
 	if _, err := s.OpenArchive(d.sn, "drive-scsi0.img"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("open while disabled: %v", err)

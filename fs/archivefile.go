@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -159,8 +158,11 @@ func (d *snapDir) archiveNames() ([]string, error) {
 // reserved like notes (no scratch file of that name, no rename onto or
 // away from it, rm gives EPERM).
 func (d *snapDir) isArchive(name string) bool {
-	names, err := d.archiveNames()
-	return err == nil && slices.Contains(names, name)
+	if name == NotesName || name == ManifestName {
+		return false
+	}
+	_, err := d.fs.store.FindArchive(d.sn, name)
+	return err == nil
 }
 
 // archiveDirents lists the archives after notes and manifest.json; a
@@ -180,11 +182,7 @@ func (d *snapDir) archiveDirents() []fuse.Dirent {
 // lookupArchive looks name up among the archives; found is false when it
 // is not one (the caller goes on with scratch files).
 func (d *snapDir) lookupArchive(ctx context.Context, name string, resp *fuse.LookupResponse) (n fusefs.Node, found bool, err error) {
-	names, lerr := d.archiveNames()
-	if lerr != nil {
-		return nil, false, nil
-	}
-	if !slices.Contains(names, name) {
+	if !d.isArchive(name) {
 		return nil, false, nil
 	}
 	n, err = d.lookupChild(ctx, name, resp, func() node { return newArchiveFile(d.fs, d, name) })
