@@ -125,6 +125,12 @@ type notesSession struct {
 	// notesHandle.Flush.
 	wroteBy    map[fuse.LockOwner]bool
 	wroteByAny bool
+	// openPid is the thread of the latest writing open, and truncPending
+	// says no size change came since: the SETATTR(size 0) without a
+	// handle that the kernel sends for open(O_TRUNC) comes right after the
+	// OPEN, from the same thread. See Setattr.
+	openPid      uint32
+	truncPending bool
 }
 
 var (
@@ -216,9 +222,13 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 		if n.sess == nil {
 			n.sess = &notesSession{}
 		}
-		n.sess.buf, n.sess.base, n.sess.derived = []byte(text), text, true
+		s := n.sess
+		s.buf, s.base, s.derived = []byte(text), text, true
+		// Whatever a dropped text left behind does not apply to this one.
+		s.tooBig, s.wroteBy, s.wroteByAny = false, nil, false
 	}
 	n.sess.writers++
+	n.sess.openPid, n.sess.truncPending = req.Pid, true
 	if req.Flags&fuse.OpenTruncate != 0 {
 		// The kernel strips O_TRUNC (bazil does not negotiate atomic
 		// O_TRUNC) and sends a Setattr, without a handle, instead (see
@@ -248,13 +258,15 @@ func (n *notesFile) resizeLocked(size int) {
 
 // Setattr:
 //   - size: truncates or extends with NUL bytes the open write session if
-//     there is one, with or without a file handle (committed on its next
-//     fsync or close), else the committed text, at once. EFBIG past the
-//     size limit. The kernel sends the truncation of open(O_TRUNC) as a
-//     Setattr without a handle, right after the open: committing that at
-//     once would put empty notes on disk until the new text is closed —
-//     visible to PBS meanwhile, and left there for good if pbsfs dies or
-//     the new text cannot be written (not UTF-8, disk full).
+//     there is one, else the committed text. Through a file handle
+//     (ftruncate) and for open(O_TRUNC) it is committed with the session,
+//     on its next fsync or close; otherwise (truncate -s) at once. EFBIG
+//     past the size limit. The kernel sends the truncation of open(O_TRUNC)
+//     as a Setattr(size 0) without a handle, right after the OPEN and from
+//     the same thread, which is how it is recognized: committing it at once
+//     would put empty notes on disk until the new text is closed — visible
+//     to PBS meanwhile, and left there for good if pbsfs dies or the new
+//     text cannot be written (not UTF-8, disk full).
 //   - uid, gid: accepted when unchanged (cp -p, vim's fchown), EPERM
 //     otherwise: the notes belong to the file that stores them.
 //   - mode, atime, mtime: accepted and ignored, deliberately. vim fchmods
@@ -283,8 +295,15 @@ func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp 
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if s := n.sess; s != nil && s.writers > 0 {
+		oTrunc := size == 0 && !req.Valid.Handle() && s.truncPending && req.Pid == s.openPid
+		s.truncPending = false
 		n.resizeLocked(size)
-		return nil
+		if req.Valid.Handle() || oTrunc {
+			return nil // committed with the session
+		}
+		// Someone else's truncate -s, while a writer has the notes open
+		// (or its release is still on the way): at once, as without one.
+		return n.commitLocked("truncate")
 	}
 	text, _, err := n.src.load()
 	if err != nil {
