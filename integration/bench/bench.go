@@ -103,8 +103,10 @@ func removeTemp(tmp, mntDir string) error {
 func (b *bench) buildPbsfs(ctx context.Context) error {
 	if b.cfg.pbsfsBin != "" {
 		b.pbsfsBin = b.cfg.pbsfsBin
+		b.facts.pbsfs = "given with --pbsfs: " + firstLine(exec.Command(b.pbsfsBin, "version"))
 		return nil
 	}
+	b.facts.pbsfs = "./cmd/pbsfs of the working tree at " + firstLine(exec.Command("git", "-C", b.root, "describe", "--always", "--dirty"))
 	b.pbsfsBin = filepath.Join(b.tmp, "pbsfs")
 	fmt.Printf("building ./cmd/pbsfs into %s\n", b.pbsfsBin)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", b.pbsfsBin, "./cmd/pbsfs")

@@ -21,6 +21,7 @@ type machineFacts struct {
 	bindfs    string
 	goVersion string
 	tmpFS     string // file system type of the stores' directory
+	pbsfs     string // what the pbsfs binary was built from
 	date      time.Time
 	loadStart string
 	loadEnd   string

@@ -66,6 +66,7 @@ func (b *bench) markdown(tail string) string {
 	w("| fuse3 | %s |\n", f.fuse3)
 	w("| bindfs | %s |\n", f.bindfs)
 	w("| Go | %s |\n", f.goVersion)
+	w("| pbsfs | %s |\n", f.pbsfs)
 	w("| stores on | %s (local disk) |\n", f.tmpFS)
 	w("| load average (1/5/15 min) | %s at the start, %s at the end |\n\n", f.loadStart, f.loadEnd)
 	w("Other engineers' builds and tests ran on the same two cores during the run, so the figures are noisy: ")
