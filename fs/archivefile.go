@@ -105,7 +105,7 @@ func (n *archiveFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fus
 		return nil, n.fs.errno("open "+n.display(), err)
 	}
 	flags, changed := n.cache.openFlags(arch.Stamp())
-	resp.Flags |= flags
+	resp.Flags |= flags | openNoFlush // nothing to flush: saves a round trip per close
 	if changed {
 		n.fs.invalidateData(n)
 	}
