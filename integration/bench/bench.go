@@ -339,7 +339,7 @@ func (b *bench) benchWalk(ctx context.Context, size int) error {
 		return fmt.Errorf("walk %s: %w", snapshots(size), err)
 	}
 	note := fmt.Sprintf("entries stat'ed per walk: raw %d, bindfs %d, pbsfs %d", counts[sysRaw], counts[sysBindfs], counts[sysPbsfs])
-	cold.note, warm.note = note, note
+	warm.note = note
 	if counts[sysRaw] != counts[sysBindfs] {
 		return fmt.Errorf("walk %s: bindfs shows %d entries, the raw store %d", snapshots(size), counts[sysBindfs], counts[sysRaw])
 	}
@@ -483,8 +483,8 @@ func (b *bench) benchWrites(ctx context.Context) error {
 	}
 	targets := spread(l.snapshots, b.cfg.writes)
 	n := len(targets)
-	seq := b.newResult("write-seq", fmt.Sprintf("%d notes writes, sequential", n), n, sysRaw)
-	conc := b.newResult("write-conc", fmt.Sprintf("%d notes writes, %d concurrent writers", n, b.cfg.writers), n, sysRaw)
+	seq := b.newResult("write-seq", fmt.Sprintf("%s notes writes, sequential", thousands(n)), n, sysRaw)
+	conc := b.newResult("write-conc", fmt.Sprintf("%s notes writes, %d concurrent writers", thousands(n), b.cfg.writers), n, sysRaw)
 	seq.baseName, conc.baseName = "bare", "bare"
 	bare := func(ctx context.Context, r int, res *result, who string, workers int) error {
 		blobs := make([][]byte, n)

@@ -61,7 +61,7 @@ func (b *bench) markdown(tail string) string {
 	w("## Machine\n\n")
 	w("| | |\n|---|---|\n")
 	w("| cores (nproc) | %d (%s) |\n", f.cores, f.cpu)
-	w("| memory | %s |\n", f.memory)
+	w("| memory | %s |\n", memTotal(f.memory))
 	w("| kernel | %s |\n", f.kernel)
 	w("| fuse3 | %s |\n", f.fuse3)
 	w("| bindfs | %s |\n", f.bindfs)
@@ -102,6 +102,12 @@ func (b *bench) markdown(tail string) string {
 			tgt, met = "≤200 MB", yesNo(r.bytes <= rssTarget)
 		}
 		w("| pbsfs peak RSS (VmHWM), %s | | | %s | | %s | %s |\n", r.label, mib(r.bytes), tgt, met)
+	}
+	w("\n")
+	for _, r := range b.results {
+		if r.note != "" {
+			w("- %s: %s\n", r.label, r.note)
+		}
 	}
 	w("\n")
 
@@ -150,12 +156,12 @@ func (b *bench) method(w func(string, ...any)) {
 	w("(defaults otherwise: 1 s attribute/entry TTL, 4096 cached manifests). **bindfs** is `bindfs --no-allow-other STORE MNT`.\n")
 	w("- **Walk** (`ls -lR` equivalent, in-process and single-threaded): getdents of every directory and lstat of every ")
 	w("entry, descending into directories. In-process rather than `ls -lR` so that what is timed is readdir+lstat and not ls's ")
-	w("sorting, formatting and per-file getxattr (which pbsfs answers with ENOTSUP, costing a round trip per file). ")
+	w("sorting, formatting and getxattr calls. ")
 	w("pbsfs shows notes and manifest.json in a snapshot directory where the raw store has index.json.blob, and hides .chunks, ")
-	w("so the entry counts differ a little (see the table notes printed by the tool).\n")
+	w("so the entry counts differ (listed below the results table).\n")
 	w("- **Cold** = a fresh mount (for pbsfs a fresh process, so its caches are empty), then `sync; echo 3 > /proc/sys/vm/drop_caches`, then the workload; ")
 	w("**warm** = the same workload again right after, on the same mount. Each round does cold then warm for every system in turn.\n")
-	w("- **Walk rounds**: %d per size, %d for stores of %s snapshots or more (one such walk through FUSE takes most of a minute).\n",
+	w("- **Walk rounds**: %d per size, %d for stores of %s snapshots or more (one walk of 100,000 snapshots through FUSE takes one to three minutes here); a cell without a range is a single measurement.\n",
 		b.cfg.rounds, min(b.cfg.rounds, b.cfg.largeRounds), thousands(largeSize))
 	w("- **Group listing**: getdents + lstat of every entry of the one group directory (`ls -l`); warm is the median of 3 listings per round.\n")
 	w("- **Reads**: open, read to EOF, close of every snapshot's `notes` and, on a separate fresh mount, every `manifest.json` ")
@@ -178,6 +184,9 @@ func (b *bench) flagsUsed() []string {
 	var sz []string
 	for _, s := range b.cfg.sizes {
 		sz = append(sz, fmt.Sprint(s))
+	}
+	if b.cfg.pbsfsBin != "" {
+		out = append(out, "--pbsfs BIN")
 	}
 	out = append(out, "--sizes "+strings.Join(sz, ","), fmt.Sprintf("--rounds %d", b.cfg.rounds))
 	if b.cfg.largeRounds != 1 {
@@ -224,4 +233,13 @@ func (b *bench) walkSeries() []series {
 	}
 	slices.SortStableFunc(out, func(a, c series) int { return int(a.sys) - int(c.sys) })
 	return out
+}
+
+// memTotal turns /proc/meminfo's "24683620 kB" into "23.5 GiB".
+func memTotal(s string) string {
+	var kb int64
+	if _, err := fmt.Sscanf(s, "%d kB", &kb); err != nil {
+		return s
+	}
+	return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
 }

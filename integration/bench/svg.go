@@ -120,6 +120,8 @@ func walkPlot(ss []series) string {
 // tickLabel formats an axis value in seconds.
 func tickLabel(v float64) string {
 	switch {
+	case v >= 1 && v == math.Round(v):
+		return thousands(int(v)) + " s"
 	case v >= 1:
 		return fmt.Sprintf("%.3g s", v)
 	default:
