@@ -53,6 +53,19 @@ func (s *Store) statDir(op, rel string) (Stamp, error) {
 	return st, nil
 }
 
+// StatSnapshotDir returns the stamp of a snapshot's directory alone: one
+// path walk, nothing inside it is looked at. A lookup of the directory
+// needs no more (its state matters only for what it lists), and on a cold
+// cache stat-ing files inside every snapshot directory would read each
+// directory's blocks from disk while `ls -l` of a group only needs the
+// group's.
+func (s *Store) StatSnapshotDir(sn Snapshot) (Stamp, error) {
+	if err := sn.Validate(); err != nil {
+		return Stamp{}, wrap("stat snapshot", s.abs(sn.Dir()), ErrInvalid, err)
+	}
+	return s.statDir("stat snapshot", sn.Dir())
+}
+
 // State classifies a snapshot.
 type State int
 

@@ -94,6 +94,9 @@ func TestSnapshotStates(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.sn, err)
 		}
+		if dir, err := s.StatSnapshotDir(tc.sn); err != nil || !sameStamp(dir, info.Dir) {
+			t.Errorf("%s: StatSnapshotDir = %+v, %v; StatSnapshot's Dir %+v", tc.sn, dir, err, info.Dir)
+		}
 		if info.State != tc.state || info.Protected != tc.protected {
 			t.Errorf("%s: state %v protected %v, want %v %v", tc.sn, info.State, info.Protected, tc.state, tc.protected)
 		}
@@ -112,6 +115,9 @@ func TestSnapshotStates(t *testing.T) {
 	}
 	if _, err := s.StatSnapshot(snap(nil, "vm", "100", "2030-01-01T00:00:00Z")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing snapshot: %v", err)
+	}
+	if _, err := s.StatSnapshotDir(snap(nil, "vm", "100", "2030-01-01T00:00:00Z")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("StatSnapshotDir of a missing snapshot: %v", err)
 	}
 }
 
@@ -353,6 +359,9 @@ func TestSymlinksAreNotFollowed(t *testing.T) {
 	if _, err := s.StatSnapshot(evil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("symlinked group resolved: %v", err)
 	}
+	if _, err := s.StatSnapshotDir(evil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("StatSnapshotDir resolved a symlinked group: %v", err)
+	}
 	if err := s.RemoveSnapshot(evil); err == nil {
 		t.Error("removed through a symlink")
 	}
@@ -411,4 +420,9 @@ func assertNoTemps(t testing.TB, dir string) {
 			t.Errorf("temp file left: %s", filepath.Join(dir, e.Name()))
 		}
 	}
+}
+
+// sameStamp compares the identity and times of two stamps.
+func sameStamp(a, b Stamp) bool {
+	return a.Dev == b.Dev && a.Ino == b.Ino && a.Mtime.Equal(b.Mtime) && a.Ctime.Equal(b.Ctime) && a.Mode == b.Mode
 }

@@ -29,9 +29,18 @@ import (
 // stored text (shown again after a remount).
 type editDir struct {
 	dirBase
-	self     fusefs.Node            // the embedding directory node, for invalidations
-	reserved func(name string) bool // names that are not free for scratch files
-	mkNotes  func() node            // makes the notes node for the child cache
+	self editHost // the embedding directory node
+}
+
+// editHost is what the directory embedding an editDir provides. (Methods
+// rather than func fields: one pointer per directory instead of two
+// closures, for every snapshot directory of a walked store.)
+type editHost interface {
+	dirNode
+	// reservedName reports whether name is not free for scratch files.
+	reservedName(name string) bool
+	// newNotes makes the notes node for the child cache.
+	newNotes() node
 }
 
 // notesNode returns the directory's notes node: the cached one (whose write
@@ -40,7 +49,7 @@ func (d *editDir) notesNode() *notesFile {
 	if n, ok := d.kids.peek(NotesName); ok {
 		return n.(*notesFile)
 	}
-	return d.mkNotes().(*notesFile)
+	return d.self.newNotes().(*notesFile)
 }
 
 // lookupNotes is Lookup of notes (ENOENT while it is unlinked).
@@ -48,7 +57,7 @@ func (d *editDir) lookupNotes(ctx context.Context, resp *fuse.LookupResponse) (f
 	if d.fs.notesUnlinked(d.rel) {
 		return nil, errNoEnt
 	}
-	return d.lookupChild(ctx, NotesName, resp, d.mkNotes)
+	return d.lookupChild(ctx, NotesName, resp, d.self.newNotes)
 }
 
 // notesDirent is the listing entry of notes, none while it is unlinked.
@@ -77,7 +86,7 @@ func (d *editDir) checkNewName(name string) error {
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
 	}
-	if d.reserved(name) || name == "." || name == ".." {
+	if d.self.reservedName(name) || name == "." || name == ".." {
 		return errPerm
 	}
 	return nil
@@ -152,7 +161,7 @@ func (d *editDir) removeFile(name string) error {
 		d.fs.log.Debug("notes unlinked: hidden until created again, stored notes unchanged", "file", n.display())
 		return nil
 	}
-	if d.reserved(name) {
+	if d.self.reservedName(name) {
 		return errPerm
 	}
 	if d.fs.scratchRemove(d.rel, name) == nil {
@@ -175,14 +184,14 @@ func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fu
 	case from == to:
 		return nil
 	case from == NotesName:
-		if d.reserved(to) {
+		if d.self.reservedName(to) {
 			return errPerm
 		}
 		if d.fs.notesUnlinked(d.rel) {
 			return errNoEnt
 		}
 		return d.backupNotes(to)
-	case d.reserved(from):
+	case d.self.reservedName(from):
 		return errPerm
 	}
 	sf := d.fs.scratchLookup(d.rel, from)
@@ -192,7 +201,7 @@ func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fu
 	switch {
 	case to == NotesName:
 		return d.commitScratch(from, sf)
-	case d.reserved(to):
+	case d.self.reservedName(to):
 		return errPerm
 	}
 	if err := d.fs.scratchAdd(d.rel, to, sf, true); err != nil {
@@ -274,7 +283,7 @@ func (d *editDir) recreateNotes(ctx context.Context, req *fuse.CreateRequest, re
 	if !req.Mode.IsRegular() {
 		return nil, nil, errPerm
 	}
-	kid, _ := d.kids.get(NotesName, d.mkNotes)
+	kid, _ := d.kids.get(NotesName, d.self.newNotes)
 	n := kid.(*notesFile)
 	flags := req.Flags | fuse.OpenTruncate
 	if !writable(flags) {

@@ -15,11 +15,16 @@ import (
 	"pbsfs/datastore"
 )
 
-// DefaultTTL is how long the kernel may cache attributes and directory
-// entries. PBS changes things behind our back (new snapshots, prune, notes
-// edited in the GUI); one second keeps them visible within a second while
-// still letting `ls -l` and editors reuse what they just looked up.
-const DefaultTTL = time.Second
+// DefaultTTL is how long the kernel may cache attributes, directory entries
+// and listings while the revalidator runs (revalidate.go): long, so that
+// repeated walks are served by the kernel, since every change is
+// invalidated explicitly — pbsfs's own at once, PBS's within the recheck
+// interval.
+const DefaultTTL = 10 * time.Minute
+
+// NoRecheckTTL is the TTL when the revalidator is off (Options.Recheck < 0):
+// changes PBS makes then show after at most this long.
+const NoRecheckTTL = time.Second
 
 // Options configure New.
 type Options struct {
@@ -28,8 +33,12 @@ type Options struct {
 	// read-only (MountOptions does that).
 	ReadOnly bool
 	// TTL is the attribute and entry validity handed to the kernel;
-	// 0 means DefaultTTL.
+	// 0 means DefaultTTL, or NoRecheckTTL when Recheck is negative.
 	TTL time.Duration
+	// Recheck is the interval at which Revalidate looks for changes made
+	// behind pbsfs's back; 0 means DefaultRecheck, negative turns the
+	// revalidator off (and with it the kernel's caching of listings).
+	Recheck time.Duration
 	// MaxNotesSize bounds a notes text being written (EFBIG beyond);
 	// 0 means datastore.MaxNotesSize, the limit the datastore enforces.
 	MaxNotesSize int
@@ -39,12 +48,16 @@ type Options struct {
 
 // FS is the file system. It implements bazil's fs.FS and fs.FSStatfser.
 type FS struct {
-	store    *datastore.Store
-	ro       bool
-	ttl      time.Duration
-	maxNotes int
-	log      *slog.Logger
-	root     *nsDir
+	store   *datastore.Store
+	ro      bool
+	ttl     time.Duration
+	recheck time.Duration // <0: no revalidator
+	// cacheDirs lets the kernel cache directory listings (openDir); only
+	// with the revalidator, which invalidates them.
+	cacheDirs bool
+	maxNotes  int
+	log       *slog.Logger
+	root      *nsDir
 
 	srv atomic.Pointer[fusefs.Server]
 
@@ -77,8 +90,16 @@ func New(store *datastore.Store, o Options) *FS {
 		scratch:  map[string]*scratchDir{},
 		warned:   map[string]struct{}{},
 	}
+	f.recheck = o.Recheck
+	if f.recheck == 0 {
+		f.recheck = DefaultRecheck
+	}
+	f.cacheDirs = f.recheck > 0
 	if f.ttl <= 0 {
 		f.ttl = DefaultTTL
+		if f.recheck < 0 {
+			f.ttl = NoRecheckTTL
+		}
 	}
 	if f.maxNotes <= 0 {
 		f.maxNotes = datastore.MaxNotesSize

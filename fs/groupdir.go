@@ -22,6 +22,8 @@ type groupDir struct {
 var (
 	_ fusefs.Node                = (*groupDir)(nil)
 	_ fusefs.NodeRequestLookuper = (*groupDir)(nil)
+	_ fusefs.NodeOpener          = (*groupDir)(nil)
+	_ dirNode                    = (*groupDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*groupDir)(nil)
 	_ fusefs.NodeForgetter       = (*groupDir)(nil)
 	_ fusefs.NodeRemover         = (*groupDir)(nil)
@@ -38,23 +40,22 @@ var (
 func newGroupDir(f *FS, parent *typeDir, rel string, g datastore.Group) *groupDir {
 	d := &groupDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, g: g, parent: parent}
 	d.self = d
-	d.reserved = func(name string) bool {
-		return name == NotesName || name == OwnerName || datastore.ValidBackupTime(name)
-	}
-	d.mkNotes = func() node { return newGroupNotes(f, d) }
 	return d
 }
 
-func (d *groupDir) Attr(ctx context.Context, a *fuse.Attr) error {
-	if d.takePrimed(a) {
-		return nil
-	}
-	st, err := d.fs.store.StatGroup(d.g)
-	if err != nil {
-		return d.fs.errno("stat "+d.display(), err)
-	}
-	d.fs.dirAttr(a, d.ino, st)
-	return nil
+func (d *groupDir) reservedName(name string) bool {
+	return name == NotesName || name == OwnerName || datastore.ValidBackupTime(name)
+}
+
+func (d *groupDir) newNotes() node { return newGroupNotes(d.fs, d) }
+
+func (d *groupDir) Attr(ctx context.Context, a *fuse.Attr) error { return d.attrOf(d, a) }
+
+func (d *groupDir) stat() (datastore.Stamp, error) { return d.fs.store.StatGroup(d.g) }
+
+// Open lets the kernel cache the listing (openDir).
+func (d *groupDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	return openDir(d, resp)
 }
 
 func (d *groupDir) snapshot(name string) datastore.Snapshot {
@@ -121,6 +122,7 @@ func (d *groupDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		if d.parent != nil {
 			d.parent.kids.drop(d.g.ID)
 			d.fs.invalidateEntry(d.parent, d.g.ID)
+			d.fs.invalidateData(d.parent) // its cached listing
 		}
 	}
 	return nil

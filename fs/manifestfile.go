@@ -5,8 +5,6 @@ import (
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
-
-	"pbsfs/datastore"
 )
 
 // ManifestName is the name of the manifest file in snapshot directories.
@@ -18,8 +16,7 @@ const ManifestName = "manifest.json"
 // unprotected section) do.
 type manifestFile struct {
 	readOnlyFile
-	sn    datastore.Snapshot
-	meta  *snapMeta
+	d     *snapDir
 	cache contentCache
 }
 
@@ -33,14 +30,14 @@ var (
 )
 
 func newManifestFile(f *FS, d *snapDir) *manifestFile {
-	return &manifestFile{readOnlyFile: readOnlyFile{newBase(f, d.rel+"/"+ManifestName)}, sn: d.sn, meta: d.meta}
+	return &manifestFile{readOnlyFile: readOnlyFile{newBase(f, d.rel+"/"+ManifestName)}, d: d}
 }
 
 func (n *manifestFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	if n.takePrimed(a) {
 		return nil
 	}
-	_, size, st, err := n.meta.lengths()
+	_, size, st, err := n.d.lengths()
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
@@ -52,7 +49,7 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
 		return nil, n.denied()
 	}
-	data, st, err := n.fs.store.ManifestJSON(n.sn)
+	data, st, err := n.fs.store.ManifestJSON(n.d.sn)
 	if err != nil {
 		return nil, n.fs.errno("open "+n.display(), err)
 	}

@@ -203,6 +203,20 @@ func (c *children) peek(name string) (node, bool) {
 	return c.find(name)
 }
 
+// list returns the cached children.
+func (c *children) list() []kid {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		return append([]kid(nil), c.few...)
+	}
+	out := make([]kid, 0, len(c.m))
+	for name, n := range c.m {
+		out = append(out, kid{name, n})
+	}
+	return out
+}
+
 // remove drops name from the cache if it still maps to the node whose base
 // is b.
 func (c *children) remove(name string, b *nodeBase) {
@@ -224,6 +238,52 @@ func (c *children) drop(name string) {
 type dirBase struct {
 	nodeBase
 	kids children
+
+	// seen is the digest (stampDigest) of the directory's stamp as last
+	// handed to the kernel or checked by the revalidator; 0 before either.
+	seen atomic.Uint64
+}
+
+// dirNode is what every directory node is: the revalidator (revalidate.go)
+// walks them through their child caches and stats each.
+type dirNode interface {
+	node
+	fusefs.HandleReadDirAller
+	dir() *dirBase
+	// stat returns the stamp of the datastore directory the node shows.
+	stat() (datastore.Stamp, error)
+}
+
+func (d *dirBase) dir() *dirBase { return d }
+
+// attrOf is Attr for the directory node self (whose dirBase d is): primed
+// attributes right after a lookup, else one stat.
+func (d *dirBase) attrOf(self dirNode, a *fuse.Attr) error {
+	if d.takePrimed(a) {
+		return nil
+	}
+	st, err := self.stat()
+	if err != nil {
+		return d.fs.errno("stat "+d.display(), err)
+	}
+	d.fs.dirAttr(a, d.ino, st)
+	d.seen.Store(stampDigest(st))
+	return nil
+}
+
+// openDir is Open for the directory node self: the kernel may keep the
+// listing in its page cache (FOPEN_CACHE_DIR) across opens (KEEP_CACHE), so
+// a repeated `ls` or walk costs an OPENDIR and a RELEASEDIR and no READDIR.
+// What invalidates it: any change made through the mount (the kernel drops a
+// directory's cached listing itself when a create, unlink, rename, mkdir
+// or rmdir goes through it), the invalidations pbsfs sends after its own
+// changes, and the revalidator for changes PBS makes.
+func openDir(self dirNode, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	if !self.dir().fs.cacheDirs {
+		return self, nil
+	}
+	resp.Flags |= fuse.OpenCacheDir | fuse.OpenKeepCache
+	return self, nil
 }
 
 // lookupChild returns the child for name, made with mk when not cached, once

@@ -25,43 +25,48 @@ type notesSource interface {
 	// replace writes text in one locked update, provided the text found
 	// under the lock still equals *base (any text when base is nil).
 	replace(base *string, text string) error
+	// committed is called after a commit, to drop what else shows the
+	// text (manifest.json).
+	committed()
 }
 
 // snapNotes: unprotected.notes of a snapshot's manifest. Attributes come
-// from index.json.blob.
-type snapNotes struct {
-	store *datastore.Store
-	sn    datastore.Snapshot
-	meta  *snapMeta
-}
+// from index.json.blob. (A single pointer: stored in the interface without
+// an allocation of its own.)
+type snapNotes struct{ d *snapDir }
 
 func (s snapNotes) size() (int, datastore.Stamp, error) {
-	n, _, st, err := s.meta.lengths()
+	n, _, st, err := s.d.lengths()
 	return n, st, err
 }
 
 func (s snapNotes) load() (string, datastore.Stamp, error) {
-	return s.meta.text()
+	return s.d.notesText()
 }
 
 func (s snapNotes) replace(base *string, text string) error {
-	return s.store.ReplaceNotes(s.sn, base, text)
+	return s.d.fs.store.ReplaceNotes(s.d.sn, base, text)
+}
+
+func (s snapNotes) committed() {
+	if m, ok := s.d.kids.peek(ManifestName); ok {
+		m.base().dropPrimed()
+		s.d.fs.invalidateData(m)
+	}
 }
 
 // groupNotes: the group's notes file; a group without one shows empty notes
 // with the group directory's owner and times.
-type groupNotes struct {
-	store *datastore.Store
-	g     datastore.Group
-}
+type groupNotes struct{ d *groupDir }
 
 func (s groupNotes) load() (string, datastore.Stamp, error) {
-	text, st, err := s.store.GroupNotes(s.g)
+	store, g := s.d.fs.store, s.d.g
+	text, st, err := store.GroupNotes(g)
 	if err != nil {
 		return "", st, err
 	}
 	if st.IsZero() {
-		if st, err = s.store.StatGroup(s.g); err != nil {
+		if st, err = store.StatGroup(g); err != nil {
 			return "", st, err
 		}
 	}
@@ -74,8 +79,10 @@ func (s groupNotes) size() (int, datastore.Stamp, error) {
 }
 
 func (s groupNotes) replace(base *string, text string) error {
-	return s.store.ReplaceGroupNotes(s.g, base, text)
+	return s.d.fs.store.ReplaceGroupNotes(s.d.g, base, text)
 }
+
+func (s groupNotes) committed() {}
 
 // notesFile is a snapshot's or a group's notes, readable and writable.
 //
@@ -100,8 +107,6 @@ func (s groupNotes) replace(base *string, text string) error {
 type notesFile struct {
 	nodeBase
 	src notesSource
-	// changed is called after a commit (invalidates manifest.json); may be nil.
-	changed func()
 
 	mu   sync.Mutex
 	sess *notesSession // nil while nobody has it open for writing
@@ -145,23 +150,13 @@ var (
 const NotesName = "notes"
 
 func newSnapNotes(f *FS, d *snapDir) *notesFile {
-	n := &notesFile{
-		nodeBase: newBase(f, d.rel+"/"+NotesName),
-		src:      snapNotes{store: f.store, sn: d.sn, meta: d.meta},
-	}
-	n.changed = func() {
-		if m, ok := d.kids.peek(ManifestName); ok {
-			m.base().dropPrimed()
-			f.invalidateData(m)
-		}
-	}
-	return n
+	return &notesFile{nodeBase: newBase(f, d.rel+"/"+NotesName), src: snapNotes{d}}
 }
 
 func newGroupNotes(f *FS, d *groupDir) *notesFile {
 	return &notesFile{
 		nodeBase: newBase(f, d.rel+"/"+NotesName),
-		src:      groupNotes{store: f.store, g: d.g},
+		src:      groupNotes{d},
 	}
 }
 
@@ -376,9 +371,7 @@ func (n *notesFile) commitLocked(op string) error {
 func (n *notesFile) afterCommit() {
 	n.dropPrimed()
 	n.fs.invalidateData(n)
-	if n.changed != nil {
-		n.changed()
-	}
+	n.src.committed()
 }
 
 // releaseWriter ends one writer's part in the session; the last one commits

@@ -22,6 +22,8 @@ type nsDir struct {
 var (
 	_ fusefs.Node                = (*nsDir)(nil)
 	_ fusefs.NodeRequestLookuper = (*nsDir)(nil)
+	_ fusefs.NodeOpener          = (*nsDir)(nil)
+	_ dirNode                    = (*nsDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*nsDir)(nil)
 	_ fusefs.NodeForgetter       = (*nsDir)(nil)
 	_ fusefs.NodeMkdirer         = (*nsDir)(nil)
@@ -40,16 +42,13 @@ func newNSDir(f *FS, ns datastore.NS) *nsDir {
 	return &nsDir{dirBase: dirBase{nodeBase: newBase(f, ns.Dir())}, ns: ns}
 }
 
-func (d *nsDir) Attr(ctx context.Context, a *fuse.Attr) error {
-	if d.takePrimed(a) {
-		return nil
-	}
-	st, err := d.fs.store.StatNamespace(d.ns)
-	if err != nil {
-		return d.fs.errno("stat "+d.display(), err)
-	}
-	d.fs.dirAttr(a, d.ino, st)
-	return nil
+func (d *nsDir) Attr(ctx context.Context, a *fuse.Attr) error { return d.attrOf(d, a) }
+
+func (d *nsDir) stat() (datastore.Stamp, error) { return d.fs.store.StatNamespace(d.ns) }
+
+// Open lets the kernel cache the listing (openDir).
+func (d *nsDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	return openDir(d, resp)
 }
 
 func (d *nsDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {

@@ -19,6 +19,8 @@ type nsListDir struct {
 var (
 	_ fusefs.Node                = (*nsListDir)(nil)
 	_ fusefs.NodeRequestLookuper = (*nsListDir)(nil)
+	_ fusefs.NodeOpener          = (*nsListDir)(nil)
+	_ dirNode                    = (*nsListDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*nsListDir)(nil)
 	_ fusefs.NodeForgetter       = (*nsListDir)(nil)
 	_ fusefs.NodeMkdirer         = (*nsListDir)(nil)
@@ -30,16 +32,13 @@ var (
 	_ fusefs.NodeFsyncer         = (*nsListDir)(nil)
 )
 
-func (d *nsListDir) Attr(ctx context.Context, a *fuse.Attr) error {
-	if d.takePrimed(a) {
-		return nil
-	}
-	st, err := d.fs.store.StatNamespacesDir(d.ns)
-	if err != nil {
-		return d.fs.errno("stat "+d.display(), err)
-	}
-	d.fs.dirAttr(a, d.ino, st)
-	return nil
+func (d *nsListDir) Attr(ctx context.Context, a *fuse.Attr) error { return d.attrOf(d, a) }
+
+func (d *nsListDir) stat() (datastore.Stamp, error) { return d.fs.store.StatNamespacesDir(d.ns) }
+
+// Open lets the kernel cache the listing (openDir).
+func (d *nsListDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	return openDir(d, resp)
 }
 
 func (d *nsListDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {

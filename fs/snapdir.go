@@ -19,12 +19,14 @@ import (
 type snapDir struct {
 	editDir
 	sn   datastore.Snapshot
-	meta *snapMeta // shared with the notes and manifest.json nodes
+	meta snapMeta // what notes and manifest.json show of the manifest (summary.go)
 }
 
 var (
 	_ fusefs.Node                = (*snapDir)(nil)
 	_ fusefs.NodeRequestLookuper = (*snapDir)(nil)
+	_ fusefs.NodeOpener          = (*snapDir)(nil)
+	_ dirNode                    = (*snapDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*snapDir)(nil)
 	_ fusefs.NodeForgetter       = (*snapDir)(nil)
 	_ fusefs.NodeRemover         = (*snapDir)(nil)
@@ -39,24 +41,26 @@ var (
 )
 
 func newSnapDir(f *FS, rel string, sn datastore.Snapshot) *snapDir {
-	d := &snapDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, sn: sn,
-		meta: &snapMeta{store: f.store, sn: sn}}
+	d := &snapDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, sn: sn}
 	d.self = d
-	d.reserved = func(name string) bool { return name == NotesName || name == ManifestName || d.isArchive(name) }
-	d.mkNotes = func() node { return newSnapNotes(f, d) }
 	return d
 }
 
-func (d *snapDir) Attr(ctx context.Context, a *fuse.Attr) error {
-	if d.takePrimed(a) {
-		return nil
-	}
-	info, err := d.fs.store.StatSnapshot(d.sn)
-	if err != nil {
-		return d.fs.errno("stat "+d.display(), err)
-	}
-	d.fs.dirAttr(a, d.ino, info.Dir)
-	return nil
+func (d *snapDir) reservedName(name string) bool {
+	return name == NotesName || name == ManifestName || d.isArchive(name)
+}
+
+func (d *snapDir) newNotes() node { return newSnapNotes(d.fs, d) }
+
+func (d *snapDir) Attr(ctx context.Context, a *fuse.Attr) error { return d.attrOf(d, a) }
+
+// stat is one stat of the directory (datastore.StatSnapshotDir): what is in
+// it only matters for what it lists.
+func (d *snapDir) stat() (datastore.Stamp, error) { return d.fs.store.StatSnapshotDir(d.sn) }
+
+// Open lets the kernel cache the listing (openDir).
+func (d *snapDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	return openDir(d, resp)
 }
 
 func (d *snapDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {

@@ -20,16 +20,13 @@ import (
 // decode: reading every notes of a store larger than the datastore's LRU
 // would otherwise decode every manifest twice (lookup, open).
 type snapMeta struct {
-	store *datastore.Store
-	sn    datastore.Snapshot
-
 	mu       sync.Mutex
 	st       datastore.Stamp // blob the lengths below belong to
 	valid    bool
-	notesLen int
-	jsonLen  int
+	hasNotes bool // notes holds the text (it is at most maxSummaryNotes long)
+	notesLen int32
+	jsonLen  int32
 	notes    string // the notes text, if hasNotes
-	hasNotes bool   // notes holds the text (it is at most maxSummaryNotes long)
 }
 
 // maxSummaryNotes bounds the notes text a summary keeps; longer notes are
@@ -37,34 +34,36 @@ type snapMeta struct {
 const maxSummaryNotes = 4 << 10
 
 // lengths returns the notes' and manifest.json's sizes and the blob's stamp.
-func (m *snapMeta) lengths() (notesLen, jsonLen int, st datastore.Stamp, err error) {
-	st, err = m.store.ManifestStamp(m.sn)
+func (d *snapDir) lengths() (notesLen, jsonLen int, st datastore.Stamp, err error) {
+	store, m := d.fs.store, &d.meta
+	st, err = store.ManifestStamp(d.sn)
 	if err != nil {
 		return 0, 0, st, err
 	}
 	m.mu.Lock()
 	if m.valid && sameFile(m.st, st) {
 		defer m.mu.Unlock()
-		return m.notesLen, m.jsonLen, m.st, nil
+		return int(m.notesLen), int(m.jsonLen), m.st, nil
 	}
 	m.mu.Unlock()
-	man, st, err := m.store.Manifest(m.sn)
+	man, st, err := store.Manifest(d.sn)
 	if err != nil {
 		return 0, 0, st, err
 	}
-	js, jst, err := m.store.ManifestJSON(m.sn)
+	js, jst, err := store.ManifestJSON(d.sn)
 	if err != nil {
 		return 0, 0, jst, err
 	}
 	if !sameFile(st, jst) { // replaced in between: report the newer one
-		if man, st, err = m.store.Manifest(m.sn); err != nil {
+		if man, st, err = store.Manifest(d.sn); err != nil {
 			return 0, 0, st, err
 		}
 	}
 	notes := man.Notes()
 	notesLen, jsonLen = len(notes), len(js)
 	m.mu.Lock()
-	m.st, m.valid, m.notesLen, m.jsonLen = st, true, notesLen, jsonLen
+	// Both fit: the datastore refuses manifests over 128 MiB.
+	m.st, m.valid, m.notesLen, m.jsonLen = st, true, int32(notesLen), int32(jsonLen)
 	m.notes, m.hasNotes = "", notesLen <= maxSummaryNotes
 	if m.hasNotes {
 		// A copy: the decoded string points into the manifest's whole
@@ -75,11 +74,12 @@ func (m *snapMeta) lengths() (notesLen, jsonLen int, st datastore.Stamp, err err
 	return notesLen, jsonLen, st, nil
 }
 
-// text returns the committed notes and the blob's stamp: from the summary
-// when it holds the text of the current blob (one stat), else from the
-// decoded manifest.
-func (m *snapMeta) text() (string, datastore.Stamp, error) {
-	st, err := m.store.ManifestStamp(m.sn)
+// notesText returns the committed notes and the blob's stamp: from the
+// summary when it holds the text of the current blob (one stat), else from
+// the decoded manifest.
+func (d *snapDir) notesText() (string, datastore.Stamp, error) {
+	store, m := d.fs.store, &d.meta
+	st, err := store.ManifestStamp(d.sn)
 	if err != nil {
 		return "", st, err
 	}
@@ -89,7 +89,7 @@ func (m *snapMeta) text() (string, datastore.Stamp, error) {
 		return m.notes, m.st, nil
 	}
 	m.mu.Unlock()
-	man, st, err := m.store.Manifest(m.sn)
+	man, st, err := store.Manifest(d.sn)
 	if err != nil {
 		return "", st, err
 	}

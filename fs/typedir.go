@@ -21,6 +21,8 @@ type typeDir struct {
 var (
 	_ fusefs.Node                = (*typeDir)(nil)
 	_ fusefs.NodeRequestLookuper = (*typeDir)(nil)
+	_ fusefs.NodeOpener          = (*typeDir)(nil)
+	_ dirNode                    = (*typeDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*typeDir)(nil)
 	_ fusefs.NodeForgetter       = (*typeDir)(nil)
 	_ fusefs.NodeRemover         = (*typeDir)(nil)
@@ -32,16 +34,13 @@ var (
 	_ fusefs.NodeFsyncer         = (*typeDir)(nil)
 )
 
-func (d *typeDir) Attr(ctx context.Context, a *fuse.Attr) error {
-	if d.takePrimed(a) {
-		return nil
-	}
-	st, err := d.fs.store.StatType(d.ns, d.typ)
-	if err != nil {
-		return d.fs.errno("stat "+d.display(), err)
-	}
-	d.fs.dirAttr(a, d.ino, st)
-	return nil
+func (d *typeDir) Attr(ctx context.Context, a *fuse.Attr) error { return d.attrOf(d, a) }
+
+func (d *typeDir) stat() (datastore.Stamp, error) { return d.fs.store.StatType(d.ns, d.typ) }
+
+// Open lets the kernel cache the listing (openDir).
+func (d *typeDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	return openDir(d, resp)
 }
 
 func (d *typeDir) group(id string) datastore.Group {

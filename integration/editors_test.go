@@ -234,7 +234,7 @@ func TestEditorSaves(t *testing.T) {
 
 // TestEditorExternalChange: when PBS (here: the datastore package in this
 // process) changes the notes, the mount shows a new mtime within about a
-// second — the attribute TTL — even when the size stays the same, so that
+// few seconds — the revalidator's interval — even when the size stays the same, so that
 // editors notice ("changed since reading it") instead of overwriting.
 func TestEditorExternalChange(t *testing.T) {
 	t.Parallel()
@@ -251,7 +251,7 @@ func TestEditorExternalChange(t *testing.T) {
 		text := sameLengthText(old)
 		time.Sleep(1100 * time.Millisecond) // a new second, for tools that compare seconds
 		setNotesOutside(t, ds, tg, text)
-		deadline := time.Now().Add(2 * time.Second)
+		deadline := time.Now().Add(changeVisible())
 		for {
 			now, err := os.Stat(p)
 			if err != nil {
@@ -264,7 +264,7 @@ func TestEditorExternalChange(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Errorf("%s: mtime through the mount still %v 2 s after the notes were changed outside", tg.name, fi.ModTime())
+				t.Errorf("%s: mtime through the mount still %v %v after the notes were changed outside", tg.name, fi.ModTime(), changeVisible())
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -319,8 +319,12 @@ func TestEditorVimReload(t *testing.T) {
 		s.waitScreen(`"notes"`)
 		text := sameLengthText(strings.TrimSuffix(tg.storedNotes(t, store), "\n")) + "\n"
 		time.Sleep(1100 * time.Millisecond)
+		before, err := os.Stat(filepath.Join(m.path(tg.rel), "notes"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		setNotesOutside(t, ds, tg, text)
-		time.Sleep(1500 * time.Millisecond) // the attribute TTL
+		waitMtimeChange(t, filepath.Join(m.path(tg.rel), "notes"), before.ModTime())
 		s.text(":checktime")
 		s.keys("Enter")
 		s.waitScreen("W11")
@@ -454,5 +458,25 @@ func TestEditorScratchFiles(t *testing.T) {
 			t.Errorf("%s: close: %v", what, err)
 		}
 		st.checkSaved(t, m, what+": notes removed and created again", editTexts[1])
+	}
+}
+
+// waitMtimeChange waits until the mount shows an mtime of p other than old
+// (the revalidator notices a change PBS made within its interval).
+func waitMtimeChange(t *testing.T, p string, old time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(changeVisible())
+	for {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.ModTime().Equal(old) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: mtime still %v through the mount", p, old)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/demo"
+	pbsfs "pbsfs/fs"
 	"pbsfs/lock"
 )
 
@@ -31,6 +32,11 @@ var (
 	mountTimeout = scaled(15 * time.Second)
 	exitTimeout  = scaled(15 * time.Second)
 )
+
+// changeVisible is how long a change PBS makes may take to show through the
+// mount: the revalidator looks every fs.DefaultRecheck, and a pass over a
+// test store takes no time to speak of; three intervals, scaled for -race.
+func changeVisible() time.Duration { return scaled(3 * pbsfs.DefaultRecheck) }
 
 func scaled(d time.Duration) time.Duration {
 	if raceEnabled {

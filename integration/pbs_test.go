@@ -42,11 +42,11 @@ func (m *mount) pbsSetNotes(snapRel, notes string) {
 	}
 }
 
-// eventually polls cond for a few seconds (the kernel may cache entries and
-// attributes for pbsfs's TTL of about a second).
+// eventually polls cond for a few seconds (the kernel caches entries and
+// attributes until pbsfs's revalidator sees the change, every few seconds).
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(scaled(5 * time.Second))
+	deadline := time.Now().Add(changeVisible())
 	for {
 		ok, state := cond()
 		if ok {

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"pbsfs/demo"
+	pbsfs "pbsfs/fs"
 	"pbsfs/lock"
 )
 
@@ -132,6 +133,7 @@ func runDemo(o demoOptions, stdout, stderr io.Writer) (err error) {
 		scheme:     string(lock.Run),
 		lockDir:    filepath.Join(tmp, "locks"),
 		cacheSize:  4096,
+		recheck:    pbsfs.DefaultRecheck,
 		log:        o.log,
 		lockOwner:  func() (int, int) { return -1, -1 },
 		stderr:     stderr,

@@ -55,6 +55,12 @@ Options:
       --lock-dir DIR       root of PBS's lock files
                            (default /run/proxmox-backup/locks)
       --cache-size N       decoded manifests kept in memory (default 4096)
+      --recheck DURATION   how often to look for changes PBS makes (backups,
+                           prune, verify, notes edited in the web UI) and drop
+                           what the kernel cached of them (default 2s; 0: never,
+                           the kernel then caches for 1s only)
+      --ttl DURATION       how long the kernel may cache entries, attributes
+                           and listings (default 10m, or 1s with --recheck 0)
 ` + archivesHelp + `  -v, --verbose            log what pbsfs does (info level)
       --debug              log every FUSE request (debug level)
   -h, --help               print this help
@@ -87,7 +93,9 @@ type mountOptions struct {
 	scheme     string // auto, run, dirs, legacy
 	lockDir    string
 	cacheSize  int
-	archives   archiveFlags // --archives, --keyfile, ... (archives.go)
+	recheck    time.Duration // --recheck; 0 = off
+	ttl        time.Duration // --ttl; 0 = the default
+	archives   archiveFlags  // --archives, --keyfile, ... (archives.go)
 	log        logOptions
 
 	cfgPath    string                              // datastore.cfg; "" = DatastoreConfig
@@ -108,6 +116,8 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.scheme, "lock-scheme", "auto", "")
 	fs.StringVar(&o.lockDir, "lock-dir", lock.DefaultDir, "")
 	fs.IntVar(&o.cacheSize, "cache-size", datastore.DefaultCacheSize, "")
+	fs.DurationVar(&o.recheck, "recheck", pbsfs.DefaultRecheck, "")
+	fs.DurationVar(&o.ttl, "ttl", 0, "")
 	o.archives.register(fs)
 	fs.BoolVar(&o.log.verbose, "v", false, "")
 	fs.BoolVar(&o.log.verbose, "verbose", false, "")
@@ -134,6 +144,12 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 
 // validate checks flag values that need no file system access.
 func (o *mountOptions) validate(cmd string) error {
+	if o.recheck < 0 {
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("--recheck: %v is negative", o.recheck)}
+	}
+	if o.ttl < 0 {
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("--ttl: %v is negative", o.ttl)}
+	}
 	if o.scheme != "auto" {
 		if _, err := lock.ParseScheme(o.scheme); err != nil {
 			return &usageError{cmd: cmd, msg: fmt.Sprintf("--lock-scheme: %q is not auto, run, dirs or legacy", o.scheme)}
@@ -254,7 +270,11 @@ func serve(o mountOptions) error {
 	}
 	defer store.Close()
 
-	filesys := pbsfs.New(store, pbsfs.Options{ReadOnly: o.readOnly, Logger: log})
+	recheck := o.recheck
+	if recheck == 0 {
+		recheck = -1 // off
+	}
+	filesys := pbsfs.New(store, pbsfs.Options{ReadOnly: o.readOnly, TTL: o.ttl, Recheck: recheck, Logger: log})
 	conn, err := fuse.Mount(mnt, pbsfs.MountOptions(o.readOnly, o.allowOther)...)
 	if err != nil {
 		msg := err.Error()
@@ -294,6 +314,7 @@ func serve(o mountOptions) error {
 	if !o.readOnly {
 		wg.Go(func() { cleanupTemps(ctx, store, o.cleanupAge, log) })
 	}
+	wg.Go(func() { filesys.Revalidate(ctx) })
 	if o.onReady != nil {
 		o.onReady(store.Path(), mnt)
 	}

@@ -1,0 +1,78 @@
+package fs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pbsfs/datastore"
+)
+
+// TestSweepShowsOutsideChanges: what PBS changes behind the mount — notes
+// edited, a backup finished, a snapshot pruned, group notes replaced — is
+// cached by the kernel for the long TTL (checked first, so that the test
+// shows the revalidator at work and not a short TTL), and shows through the
+// mount right after one revalidation pass.
+func TestSweepShowsOutsideChanges(t *testing.T) {
+	e := newEnv(t)
+	dir := mountEnv(t, e)
+	snap := "vm/100/" + tFirst
+	const tNew = "2024-06-08T00:00:00Z"
+	look := func() string {
+		return mustSh(t, dir, "stat -c %s "+snap+"/notes vm/100/notes; ls vm/100; ls vm/100/"+tUnfinished+"; test -e vm/100/"+tSecond+" && echo second-exists; true")
+	}
+	before := look()
+	if !strings.Contains(before, tSecond) || strings.Contains(before, tNew) {
+		t.Fatalf("unexpected start: %q", before)
+	}
+
+	// PBS's side, not through the mount.
+	const newNotes = "edited in the PBS web UI, and longer than before\n"
+	if err := e.store.SetNotes(datastore.Snapshot{Group: vm100, Time: tFirst}, newNotes); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.SetGroupNotes(vm100, "new group notes, longer than the old ones\n"); err != nil {
+		t.Fatal(err)
+	}
+	writeSnap(t, e.store, datastore.Snapshot{Group: vm100, Time: tNew}, "")
+	// The running backup finishes: its manifest appears (by rename).
+	blob, err := os.ReadFile(filepath.Join(e.base, "vm/100", tSecond, datastore.ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(e.base, "vm/100", tUnfinished, "tmp_manifest")
+	if err := os.WriteFile(tmp, blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(e.base, "vm/100", tUnfinished, datastore.ManifestName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(e.base, "vm/100", tSecond)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The kernel still has the file sizes and the pruned snapshot's entry.
+	// (Listings are cached too, but the kernel itself checks a listed
+	// directory's mtime when ls stats it, so those may already be fresh.)
+	cached := func() string {
+		return mustSh(t, dir, "stat -c %s "+snap+"/notes vm/100/notes; test -e vm/100/"+tSecond+" && echo second-exists; true")
+	}
+	if got := cached(); got != "23\n12\nsecond-exists\n" {
+		t.Fatalf("the kernel did not cache the view (TTL %v): %q", e.fs.ttl, got)
+	}
+	if n := e.fs.Sweep(context.Background()); n < 3 {
+		t.Errorf("Sweep looked at %d directories", n)
+	}
+	got := look()
+	want := "49\n42\n" + // sizes of the new snapshot and group notes
+		"2024-06-04T00:00:00Z\n" + tFirst + "\n" + tUnfinished + "\n" + tNew + "\nnotes\nowner\n" +
+		"manifest.json\nnotes\n" // the finished snapshot lists its files
+	if got != want {
+		t.Errorf("after a revalidation pass:\n%s\nwant:\n%s", got, want)
+	}
+	if got := mustSh(t, dir, "cat "+snap+"/notes"); got != newNotes {
+		t.Errorf("notes read %q, want %q", got, newNotes)
+	}
+}
