@@ -53,6 +53,16 @@ func (s *Store) ManifestJSON(sn Snapshot) ([]byte, Stamp, error) {
 	return c.pretty, st, nil
 }
 
+// ManifestAndJSON returns both Manifest's and ManifestJSON's results from
+// one load (one stat when the blob is cached).
+func (s *Store) ManifestAndJSON(sn Snapshot) (*manifest.Manifest, []byte, Stamp, error) {
+	c, st, err := s.loadManifest(sn)
+	if err != nil {
+		return nil, nil, st, err
+	}
+	return c.m, c.pretty, st, nil
+}
+
 // ManifestStamp stats a snapshot's manifest without reading it; it returns
 // ErrUnfinished when there is none.
 func (s *Store) ManifestStamp(sn Snapshot) (Stamp, error) {

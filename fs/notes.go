@@ -49,6 +49,7 @@ func (s snapNotes) replace(base *string, text string) error {
 }
 
 func (s snapNotes) committed() {
+	s.d.meta.forget()
 	if m, ok := s.d.kids.peek(ManifestName); ok {
 		m.base().dropPrimed()
 		s.d.fs.invalidateData(m)

@@ -28,9 +28,10 @@ import (
 //     (notes, manifest.json, owner, archives), whose content derives from
 //     the files in it.
 //
-// One stat per directory node the kernel holds; the wait between passes
-// grows with the time a pass takes (sweepCPUShare), so a huge store cannot
-// make it a busy loop. What it does not see: a file changed in place
+// One stat per directory node the kernel holds, snapshot directories spread
+// over several passes on large stores (snapshotBudget); the wait between
+// passes grows with the time a pass takes (sweepCPUShare), so a huge store
+// cannot make it a busy loop. What it does not see: a file changed in place
 // without a rename (PBS never does that; an admin with an editor on the
 // raw store might) shows after the TTL.
 
@@ -42,6 +43,23 @@ const DefaultRecheck = 2 * time.Second
 // a pass is at least this many times the pass's duration.
 const sweepCPUShare = 20
 
+// snapshotBudget is the share of the recheck interval a pass may spend on
+// snapshot directories. Namespace, type and group directories — where
+// snapshots appear and disappear — are checked on every pass; snapshot
+// directories (a changed manifest: notes edited elsewhere, verify state,
+// protection) are spread over as many passes as it takes to stay within
+// the budget: on a 100,000-snapshot store each is checked every half
+// minute or so. Their content is never stale meanwhile: notes,
+// manifest.json and owner are read afresh at every open; only the sizes
+// and times `ls -l` shows can be, for that long.
+const snapshotBudget = 0.025
+
+// sweep is the state of the revalidator between passes.
+type sweep struct {
+	pass   uint64 // passes made
+	stride uint64 // a snapshot directory is checked every stride passes
+}
+
 // Revalidate runs the revalidator until ctx is done. It needs the server
 // (SetServer) to invalidate anything and does nothing when Recheck is
 // negative.
@@ -49,6 +67,7 @@ func (f *FS) Revalidate(ctx context.Context) {
 	if f.recheck <= 0 {
 		return
 	}
+	sw := sweep{stride: 1}
 	wait := f.recheck
 	for {
 		select {
@@ -57,50 +76,78 @@ func (f *FS) Revalidate(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		start := time.Now()
-		n := f.Sweep(ctx)
+		p := f.sweepPass(ctx, sw.pass, sw.stride)
 		took := time.Since(start)
+		sw.pass++
+		// Spread the snapshot directories so that checking them takes
+		// at most snapshotBudget of the interval, at the cost per stat
+		// this pass showed.
+		if p.stats > 0 && p.snapshots > 0 {
+			perStat := float64(took) / float64(p.stats)
+			need := perStat * float64(p.snapshots) / (snapshotBudget * float64(f.recheck))
+			sw.stride = max(1, uint64(need+0.999))
+		}
 		wait = max(f.recheck, sweepCPUShare*took)
-		f.log.Debug("revalidated", "directories", n, "took", took, "next in", wait)
+		f.log.Debug("revalidated", "directories", p.stats, "snapshot directories", p.snapshots,
+			"took", took, "next in", wait, "snapshot stride", sw.stride)
 	}
 }
 
-// Sweep makes one revalidation pass now and returns the number of
+// passStats counts what a pass did.
+type passStats struct {
+	stats     int // directories stat'ed
+	snapshots int // snapshot directories held by the kernel (stat'ed or not)
+}
+
+// Sweep makes one full revalidation pass now and returns the number of
 // directories it looked at.
 func (f *FS) Sweep(ctx context.Context) int {
-	srv := f.srv.Load()
-	if srv == nil {
-		return 0
-	}
-	st, err := f.root.stat()
+	return f.sweepPass(ctx, 0, 1).stats
+}
+
+// sweepPass makes pass number pass, checking the snapshot directories whose
+// inode number is pass modulo stride.
+func (f *FS) sweepPass(ctx context.Context, pass, stride uint64) passStats {
+	srv := f.srv.Load() // nil: nothing to invalidate (benchmarks); the stats are made all the same
+	p := passStats{stats: 1}
+	st, err := f.store.ChangeStamp("")
 	if err != nil {
 		f.log.Warn("revalidate: cannot stat the datastore root", "err", err)
-		return 1
+		return p
 	}
 	if f.root.noteStamp(st) {
 		f.invalidateChanged(srv, f.root)
 	}
-	return 1 + f.sweepDir(ctx, srv, f.root)
+	f.sweepDir(ctx, srv, f.root, pass, stride, &p)
+	return p
 }
 
 // sweepDir checks the cached child directories of d, and theirs.
-func (f *FS) sweepDir(ctx context.Context, srv *fusefs.Server, d dirNode) int {
-	n := 0
+func (f *FS) sweepDir(ctx context.Context, srv *fusefs.Server, d dirNode, pass, stride uint64, p *passStats) {
 	for _, k := range d.dir().kids.list() {
 		c, ok := k.n.(dirNode)
 		if !ok {
 			continue // files: see invalidateChanged
 		}
 		if ctx.Err() != nil {
-			return n
+			return
 		}
-		n++
-		st, err := c.stat()
+		if _, isSnap := c.(*snapDir); isSnap {
+			p.snapshots++
+			if stride > 1 && (c.base().ino+pass)%stride != 0 {
+				continue
+			}
+		}
+		p.stats++
+		st, err := f.store.ChangeStamp(c.base().rel)
 		switch {
 		case errors.Is(err, datastore.ErrNotFound):
 			d.dir().kids.remove(k.name, c.base())
 			f.dropScratchBelow(c.base().rel)
-			f.notify(srv.InvalidateEntry(d, k.name), "entry", d, k.name)
-			f.notify(srv.InvalidateNodeData(d), "listing", d, "")
+			if srv != nil {
+				f.notify(srv.InvalidateEntry(d, k.name), "entry", d, k.name)
+				f.notify(srv.InvalidateNodeData(d), "listing", d, "")
+			}
 			continue
 		case err != nil:
 			f.log.Debug("revalidate: cannot stat", "path", c.base().display(), "err", err)
@@ -109,22 +156,24 @@ func (f *FS) sweepDir(ctx context.Context, srv *fusefs.Server, d dirNode) int {
 		if c.dir().noteStamp(st) {
 			f.invalidateChanged(srv, c)
 		}
-		n += f.sweepDir(ctx, srv, c)
+		f.sweepDir(ctx, srv, c, pass, stride, p)
 	}
-	return n
 }
 
 // invalidateChanged drops what the kernel caches of directory d, whose
 // stamp changed, and of the files shown in it.
 func (f *FS) invalidateChanged(srv *fusefs.Server, d dirNode) {
-	f.notify(srv.InvalidateNodeData(d), "directory", d, "")
-	for _, k := range d.dir().kids.list() {
-		if _, isDir := k.n.(dirNode); !isDir {
-			f.notify(srv.InvalidateNodeData(k.n), "file", k.n, "")
+	if srv != nil {
+		f.notify(srv.InvalidateNodeData(d), "directory", d, "")
+		for _, k := range d.dir().kids.list() {
+			if _, isDir := k.n.(dirNode); !isDir {
+				f.notify(srv.InvalidateNodeData(k.n), "file", k.n, "")
+			}
 		}
 	}
 	if sd, ok := d.(*snapDir); ok {
 		sd.dropPrimed()
+		sd.meta.forget()
 	}
 }
 

@@ -76,3 +76,28 @@ func TestSweepShowsOutsideChanges(t *testing.T) {
 		t.Errorf("notes read %q, want %q", got, newNotes)
 	}
 }
+
+// TestSweepSpreadsSnapshotDirectories: with a stride of 3, three passes
+// check every snapshot directory exactly once, and every pass checks all
+// the other directories.
+func TestSweepSpreadsSnapshotDirectories(t *testing.T) {
+	e := newEnv(t)
+	lookupAll(t, e.fs.root)
+	ctx := context.Background()
+	full := e.fs.sweepPass(ctx, 0, 1)
+	others := full.stats - full.snapshots
+	if full.snapshots < 5 || others < 5 {
+		t.Fatalf("full pass: %+v", full)
+	}
+	checked := 0
+	for pass := uint64(7); pass < 10; pass++ {
+		p := e.fs.sweepPass(ctx, pass, 3)
+		if p.snapshots != full.snapshots {
+			t.Errorf("pass %d saw %d snapshot directories, want %d", pass, p.snapshots, full.snapshots)
+		}
+		checked += p.stats - others
+	}
+	if checked != full.snapshots {
+		t.Errorf("three passes with stride 3 checked %d snapshot directories, want %d", checked, full.snapshots)
+	}
+}

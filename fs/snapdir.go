@@ -78,10 +78,12 @@ func (d *snapDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 
 // ReadDirAll lists notes and manifest.json unless the snapshot is
 // unfinished; a corrupt manifest is listed (reading it reports the problem).
-// One stat of index.json.blob decides.
+// It loads the summary (lengths), which the lookups of notes and
+// manifest.json that follow a listing then find fresh: one stat and one
+// read of index.json.blob per snapshot directory in a walk.
 func (d *snapDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	ents := d.dots()
-	_, err := d.fs.store.ManifestStamp(d.sn)
+	_, _, _, err := d.lengths()
 	switch {
 	case err == nil, errors.Is(err, datastore.ErrCorrupt):
 		ents = append(append(ents, d.dirent(ManifestName, fuse.DT_File)), d.notesDirent()...)

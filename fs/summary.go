@@ -3,6 +3,7 @@ package fs
 import (
 	"strings"
 	"sync"
+	"time"
 
 	"pbsfs/datastore"
 )
@@ -22,6 +23,7 @@ import (
 type snapMeta struct {
 	mu       sync.Mutex
 	st       datastore.Stamp // blob the lengths below belong to
+	checked  int64           // when st was last found current (monotonic ns, see now)
 	valid    bool
 	hasNotes bool // notes holds the text (it is at most maxSummaryNotes long)
 	notesLen int32
@@ -33,37 +35,57 @@ type snapMeta struct {
 // taken from the datastore's manifest cache.
 const maxSummaryNotes = 4 << 10
 
-// lengths returns the notes' and manifest.json's sizes and the blob's stamp.
+// recheckWindow is how long a summary found current is trusted without
+// another stat. A walk asks for it several times within a millisecond —
+// listing the directory, then looking up manifest.json and notes — and
+// the kernel keeps what it is told for much longer anyway (revalidate.go).
+const recheckWindow = 100 * time.Millisecond
+
+// now is a monotonic clock reading in nanoseconds.
+func now() int64 { return int64(time.Since(clockBase)) }
+
+var clockBase = time.Now()
+
+// fresh returns the summary if it was found current within recheckWindow;
+// the caller holds m.mu.
+func (m *snapMeta) fresh(t int64) bool {
+	return m.valid && t-m.checked < int64(recheckWindow)
+}
+
+// lengths returns the notes' and manifest.json's sizes and the blob's stamp:
+// from the summary when it was checked moments ago, or when one stat shows
+// the blob unchanged; else from one load of the manifest.
 func (d *snapDir) lengths() (notesLen, jsonLen int, st datastore.Stamp, err error) {
 	store, m := d.fs.store, &d.meta
-	st, err = store.ManifestStamp(d.sn)
-	if err != nil {
-		return 0, 0, st, err
-	}
+	t := now()
 	m.mu.Lock()
-	if m.valid && sameFile(m.st, st) {
+	if m.fresh(t) {
 		defer m.mu.Unlock()
 		return int(m.notesLen), int(m.jsonLen), m.st, nil
 	}
+	valid := m.valid
 	m.mu.Unlock()
-	man, st, err := store.Manifest(d.sn)
-	if err != nil {
-		return 0, 0, st, err
-	}
-	js, jst, err := store.ManifestJSON(d.sn)
-	if err != nil {
-		return 0, 0, jst, err
-	}
-	if !sameFile(st, jst) { // replaced in between: report the newer one
-		if man, st, err = store.Manifest(d.sn); err != nil {
+	if valid {
+		if st, err = store.ManifestStamp(d.sn); err != nil {
 			return 0, 0, st, err
 		}
+		m.mu.Lock()
+		if m.valid && sameFile(m.st, st) {
+			defer m.mu.Unlock()
+			m.checked = t
+			return int(m.notesLen), int(m.jsonLen), m.st, nil
+		}
+		m.mu.Unlock()
+	}
+	man, js, st, err := store.ManifestAndJSON(d.sn)
+	if err != nil {
+		return 0, 0, st, err
 	}
 	notes := man.Notes()
 	notesLen, jsonLen = len(notes), len(js)
 	m.mu.Lock()
 	// Both fit: the datastore refuses manifests over 128 MiB.
-	m.st, m.valid, m.notesLen, m.jsonLen = st, true, int32(notesLen), int32(jsonLen)
+	m.st, m.valid, m.checked, m.notesLen, m.jsonLen = st, true, t, int32(notesLen), int32(jsonLen)
 	m.notes, m.hasNotes = "", notesLen <= maxSummaryNotes
 	if m.hasNotes {
 		// A copy: the decoded string points into the manifest's whole
@@ -75,10 +97,17 @@ func (d *snapDir) lengths() (notesLen, jsonLen int, st datastore.Stamp, err erro
 }
 
 // notesText returns the committed notes and the blob's stamp: from the
-// summary when it holds the text of the current blob (one stat), else from
-// the decoded manifest.
+// summary when it holds the text and is current (checked moments ago, or
+// one stat), else from the decoded manifest.
 func (d *snapDir) notesText() (string, datastore.Stamp, error) {
 	store, m := d.fs.store, &d.meta
+	t := now()
+	m.mu.Lock()
+	if m.fresh(t) && m.hasNotes {
+		defer m.mu.Unlock()
+		return m.notes, m.st, nil
+	}
+	m.mu.Unlock()
 	st, err := store.ManifestStamp(d.sn)
 	if err != nil {
 		return "", st, err
@@ -86,6 +115,7 @@ func (d *snapDir) notesText() (string, datastore.Stamp, error) {
 	m.mu.Lock()
 	if m.valid && m.hasNotes && sameFile(m.st, st) {
 		defer m.mu.Unlock()
+		m.checked = t
 		return m.notes, m.st, nil
 	}
 	m.mu.Unlock()
@@ -94,4 +124,12 @@ func (d *snapDir) notesText() (string, datastore.Stamp, error) {
 		return "", st, err
 	}
 	return man.Notes(), st, nil
+}
+
+// forget drops the summary (after a commit through the mount, which the
+// recheck window must not hide).
+func (m *snapMeta) forget() {
+	m.mu.Lock()
+	m.valid = false
+	m.mu.Unlock()
 }
