@@ -15,9 +15,13 @@ import (
 )
 
 // DefaultCacheSize is the number of decoded manifests kept when
-// Options.CacheSize is zero. A decoded manifest of a typical VM backup takes a
-// few KiB, so the default stays well below 50 MB.
-const DefaultCacheSize = 4096
+// Options.CacheSize is zero. A decoded manifest of a typical VM backup takes
+// about 5 KiB with its JSON text, so the default stays near 5 MB. pbsfs
+// keeps what a walk needs of every manifest (the sizes and short notes) in
+// its own nodes; this cache serves repeated opens of the same few
+// manifests, and a larger one would only grow the heap of a walk over a
+// large store.
+const DefaultCacheSize = 1024
 
 // Options configure Open.
 type Options struct {

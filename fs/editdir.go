@@ -283,7 +283,7 @@ func (d *editDir) recreateNotes(ctx context.Context, req *fuse.CreateRequest, re
 	if !req.Mode.IsRegular() {
 		return nil, nil, errPerm
 	}
-	kid, _ := d.kids.get(NotesName, d.self.newNotes)
+	kid, _ := d.kids.get(&d.dirBase, NotesName, d.self.newNotes)
 	n := kid.(*notesFile)
 	flags := req.Flags | fuse.OpenTruncate
 	if !writable(flags) {

@@ -30,7 +30,7 @@ var (
 )
 
 func newManifestFile(f *FS, d *snapDir) *manifestFile {
-	return &manifestFile{readOnlyFile: readOnlyFile{newBase(f, d.rel+"/"+ManifestName)}, d: d}
+	return &manifestFile{readOnlyFile: readOnlyFile{newFileBase(f, &d.dirBase, ManifestName)}, d: d}
 }
 
 func (n *manifestFile) Attr(ctx context.Context, a *fuse.Attr) error {

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,15 +46,20 @@ type node interface {
 
 // nodeBase is embedded by every node.
 type nodeBase struct {
-	fs  *FS
-	rel string // path relative to the mount root (and to the datastore root)
+	fs *FS
+	// rel is the path relative to the mount root (and to the datastore
+	// root) — for the notes, manifest.json and owner files only their name,
+	// the rest being the parent's (see relPath): a walked store keeps two
+	// such files per snapshot, and their full paths would be some 10 MB
+	// per 100,000 snapshots.
+	rel string
 	ino uint64
 
-	// parent is the child cache holding this node under the last element
-	// of rel, which Forget removes it from; set by children.get before the
+	// parent is the directory whose child cache holds this node under the
+	// last element of rel, which Forget removes it from; set before the
 	// node is published, so it needs no lock. (A field and not a closure:
 	// a walked store keeps hundreds of thousands of nodes.)
-	parent *children
+	parent *dirBase
 
 	// primed holds the attributes computed by the lookup that returned this
 	// node, for the Attr call bazil makes right after it (see lookupChild),
@@ -101,15 +107,29 @@ func (n *nodeBase) base() *nodeBase { return n }
 // large stores).
 func (n *nodeBase) Forget() {
 	if n.parent != nil {
-		n.parent.remove(path.Base(n.rel), n)
+		n.parent.kids.remove(path.Base(n.rel), n)
 	}
 }
 
+// relPath is the node's path relative to the mount root.
+func (n *nodeBase) relPath() string {
+	if n.parent == nil || strings.Contains(n.rel, "/") {
+		return n.rel
+	}
+	return path.Join(n.parent.rel, n.rel)
+}
+
 // display is the node's path for log lines.
-func (n *nodeBase) display() string { return "/" + n.rel }
+func (n *nodeBase) display() string { return "/" + n.relPath() }
 
 func newBase(f *FS, rel string) nodeBase {
 	return nodeBase{fs: f, rel: rel, ino: inodeOf(rel)}
+}
+
+// newFileBase is the base of the file name in directory d, which keeps only
+// the name (see nodeBase.rel).
+func newFileBase(f *FS, d *dirBase, name string) nodeBase {
+	return nodeBase{fs: f, rel: name, ino: inodeOf(d.rel + "/" + name), parent: d}
 }
 
 // children caches a directory's child nodes by name, so that a lookup
@@ -171,15 +191,15 @@ func (c *children) del(name string, b *nodeBase) {
 }
 
 // get returns the cached child name, or makes, caches and returns a new one
-// with mk (created then reports true).
-func (c *children) get(name string, mk func() node) (n node, created bool) {
+// with mk (created then reports true); owner is the directory c belongs to.
+func (c *children) get(owner *dirBase, name string, mk func() node) (n node, created bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n, ok := c.find(name); ok {
 		return n, false
 	}
 	n = mk()
-	n.base().parent = c
+	n.base().parent = owner
 	switch {
 	case c.m != nil:
 		c.m[name] = n
@@ -293,7 +313,7 @@ func openDir(self dirNode, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 // what was just computed (prime/takePrimed), so a lookup costs one stat or
 // manifest check, not two.
 func (d *dirBase) lookupChild(ctx context.Context, name string, resp *fuse.LookupResponse, mk func() node) (fusefs.Node, error) {
-	n, created := d.kids.get(name, mk)
+	n, created := d.kids.get(d, name, mk)
 	if err := n.Attr(ctx, &resp.Attr); err != nil {
 		if created {
 			d.kids.remove(name, n.base())

@@ -151,12 +151,12 @@ var (
 const NotesName = "notes"
 
 func newSnapNotes(f *FS, d *snapDir) *notesFile {
-	return &notesFile{nodeBase: newBase(f, d.rel+"/"+NotesName), src: snapNotes{d}}
+	return &notesFile{nodeBase: newFileBase(f, &d.dirBase, NotesName), src: snapNotes{d}}
 }
 
 func newGroupNotes(f *FS, d *groupDir) *notesFile {
 	return &notesFile{
-		nodeBase: newBase(f, d.rel+"/"+NotesName),
+		nodeBase: newFileBase(f, &d.dirBase, NotesName),
 		src:      groupNotes{d},
 	}
 }

@@ -31,7 +31,7 @@ var (
 )
 
 func newOwnerFile(f *FS, d *groupDir) *ownerFile {
-	return &ownerFile{readOnlyFile: readOnlyFile{newBase(f, d.rel+"/"+OwnerName)}, g: d.g}
+	return &ownerFile{readOnlyFile: readOnlyFile{newFileBase(f, &d.dirBase, OwnerName)}, g: d.g}
 }
 
 func (n *ownerFile) Attr(ctx context.Context, a *fuse.Attr) error {

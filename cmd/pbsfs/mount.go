@@ -54,7 +54,7 @@ Options:
                            installed PBS version, see below)
       --lock-dir DIR       root of PBS's lock files
                            (default /run/proxmox-backup/locks)
-      --cache-size N       decoded manifests kept in memory (default 4096)
+      --cache-size N       decoded manifests kept in memory (default 1024)
       --recheck DURATION   how often to look for changes PBS makes (backups,
                            prune, verify, notes edited in the web UI) and drop
                            what the kernel cached of them (default 2s; 0: never,

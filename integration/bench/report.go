@@ -153,7 +153,7 @@ func (b *bench) method(w func(string, ...any)) {
 	w("(`demo.Large`, seed 1); the listing store is one group of %s snapshots; reads and writes use the %s store.\n",
 		thousands(b.cfg.deep), snapshots(b.cfg.workSize))
 	w("- **pbsfs** is `go build ./cmd/pbsfs`, run as `pbsfs mount --lock-scheme run --lock-dir TMP --store bench STORE MNT` ")
-	w("(defaults otherwise: 1 s attribute/entry TTL, 4096 cached manifests). **bindfs** is `bindfs --no-allow-other STORE MNT`.\n")
+	w("(defaults otherwise: 10 min attribute/entry/listing TTL with the 2 s revalidator, 1024 cached manifests, GOGC 50). **bindfs** is `bindfs --no-allow-other STORE MNT`.\n")
 	w("- **Walk** (`ls -lR` equivalent, in-process and single-threaded): getdents of every directory and lstat of every ")
 	w("entry, descending into directories. In-process rather than `ls -lR` so that what is timed is readdir+lstat and not ls's ")
 	w("sorting, formatting and getxattr calls. ")
