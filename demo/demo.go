@@ -42,6 +42,13 @@ const (
 	// SampleEncrypted has a signed manifest whose files have crypt-mode
 	// "encrypt" (key: DemoKey).
 	SampleEncrypted = "vm/101/2024-06-01T03:15:00Z"
+	// SampleVM is a plain VM backup: qemu-server.conf, an 8 GiB sparse
+	// drive-scsi0.img and client.log.
+	SampleVM = "vm/100/2024-06-01T02:00:04Z"
+	// SampleCTFirst and SampleCTSecond are two backups of one container
+	// (pct.conf, root.pxar, catalog.pcat1) whose configs differ.
+	SampleCTFirst  = "ct/200/2024-06-01T01:30:00Z"
+	SampleCTSecond = "ct/200/2024-06-02T01:30:00Z"
 )
 
 // demoKeySeed derives the fixed demo encryption key; never use it for real data.

@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"pbsfs/index"
+	"pbsfs/keyfile"
 	"pbsfs/manifest"
 )
 
@@ -421,5 +422,32 @@ func TestDemoKey(t *testing.T) {
 	k[0] ^= 0xff
 	if bytes.Equal(k, DemoKey()) {
 		t.Fatal("DemoKey returns shared storage")
+	}
+}
+
+func TestWriteKeyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "demo-key.json")
+	if err := WriteKeyFile(p); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := keyfile.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kc.Encrypted() {
+		t.Error("demo key file is password protected")
+	}
+	key, fp, err := kc.Decrypt(nil)
+	if err != nil || !bytes.Equal(key, DemoKey()) {
+		t.Fatalf("decrypt: %x, %v", key, err)
+	}
+	if fp != manifest.Fingerprint(DemoKey()) {
+		t.Errorf("fingerprint %s", fp)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode: %v %v", fi.Mode(), err)
+	}
+	if err := WriteKeyFile(p); err == nil {
+		t.Error("an existing key file was overwritten")
 	}
 }

@@ -1,8 +1,8 @@
 package integration
 
-// Archive contents (--archives, --keyfile): disk images, pxar streams and
-// blobs read through a real mount, byte for byte, with damaged and missing
-// chunks and encrypted archives.
+// Archive contents (shown by default; --keyfile): disk images, pxar streams
+// and blobs read through a real mount, byte for byte, with damaged and
+// missing chunks and encrypted archives; --no-archives turns them off.
 
 import (
 	"bytes"
@@ -238,7 +238,7 @@ func TestArchives(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m := startMount(t, as.dir, "--archives")
+	m := startMount(t, as.dir) // archives are on by default
 
 	t.Run("listing", func(t *testing.T) {
 		names, err := readNames(m.path(as.plain.rel))
@@ -379,15 +379,18 @@ func TestArchives(t *testing.T) {
 	})
 }
 
-// Without --archives the snapshot directories hold only notes and
-// manifest.json, whatever the manifest lists.
+// With --no-archives (or --archives=false) the snapshot directories hold
+// only notes and manifest.json, whatever the manifest lists.
 func TestArchivesOff(t *testing.T) {
 	as := newArchiveStore(t)
-	m := startMount(t, as.dir)
-	names, err := readNames(m.path(as.plain.rel))
-	if err != nil || !equalStrings(names, []string{"manifest.json", "notes"}) {
-		t.Errorf("ls = %q, %v", names, err)
+	for _, flag := range []string{"--no-archives", "--archives=false"} {
+		m := startMount(t, as.dir, flag)
+		names, err := readNames(m.path(as.plain.rel))
+		if err != nil || !equalStrings(names, []string{"manifest.json", "notes"}) {
+			t.Errorf("%s: ls = %q, %v", flag, names, err)
+		}
+		_, err = os.Stat(m.path(as.plain.rel, "drive-scsi0.img"))
+		wantErrno(t, "stat archive with "+flag, err, syscall.ENOENT)
+		m.stop()
 	}
-	_, err = os.Stat(m.path(as.plain.rel, "drive-scsi0.img"))
-	wantErrno(t, "stat archive without --archives", err, syscall.ENOENT)
 }

@@ -107,7 +107,7 @@ func TestContainment(t *testing.T) {
 			t.Errorf("the mount shows a symlink: %s", rel)
 		}
 		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p)
+			b, err := readHead(p, wholeFileLimit) // not all of the sparse disk images
 			if err == nil && bytes.Contains(b, []byte(secret)) {
 				t.Errorf("%s shows content from outside the store", rel)
 			}
@@ -230,7 +230,7 @@ func TestContainment(t *testing.T) {
 	if _, err := os.Stat(lck); err != nil {
 		t.Errorf("legacy manifest lock file not where expected: %v", err)
 	}
-	if names, err := readNames(m.path("vm/100/2024-06-02T02:00:03Z")); err != nil || !equalStrings(names, []string{"manifest.json", "notes"}) {
+	if names, err := readNames(m.path("vm/100/2024-06-02T02:00:03Z")); err != nil || !equalStrings(names, expectedNames(t, store, "vm/100/2024-06-02T02:00:03Z")) {
 		t.Errorf("ls of a snapshot with a lock file: %q, %v", names, err)
 	}
 	_, err = os.Stat(m.path("vm/100/2024-06-02T02:00:03Z/.index.json.lck"))

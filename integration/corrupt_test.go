@@ -178,10 +178,7 @@ func TestCorruptStore(t *testing.T) {
 			if classify(rel) != lvFile || isBroken(rel) {
 				continue
 			}
-			got, err := os.ReadFile(m.path(rel))
-			if err != nil || !bytes.Equal(got, expectedContent(t, store, rel)) {
-				t.Errorf("read %s: %.60q, %v", rel, got, err)
-			}
+			checkFile(t, m, store, rel)
 			checked++
 		}
 	}

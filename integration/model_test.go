@@ -129,6 +129,9 @@ func expectedNames(t *testing.T, store, rel string) []string {
 	case lvSnapshot:
 		if exists(filepath.Join(p, "index.json.blob")) {
 			names = append(names, "manifest.json", "notes")
+			for name := range expectedArchives(t, store, rel) {
+				names = append(names, name)
+			}
 		}
 	default:
 		t.Fatalf("expectedNames(%q): not a directory of the mount", rel)
@@ -202,6 +205,16 @@ func expectedContent(t *testing.T, store, rel string) []byte {
 			return []byte(m.Notes())
 		case "manifest.json":
 			return append(m.MarshalPretty(), '\n')
+		}
+		if a, ok := expectedArchives(t, store, dir)[name]; ok {
+			if a.encrypted {
+				t.Fatalf("expectedContent(%q): encrypted; the mount has no key", rel)
+			}
+			a.load(t)
+			if a.size > wholeFileLimit {
+				t.Fatalf("expectedContent(%q): %d bytes; compare ranges (checkFile)", rel, a.size)
+			}
+			return a.readAt(t, 0, a.size)
 		}
 	}
 	t.Fatalf("expectedContent(%q): not a file of the mount", rel)

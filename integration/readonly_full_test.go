@@ -54,15 +54,21 @@ func TestReadOnlyFullWorkload(t *testing.T) {
 		f, err := os.Open(p)
 		if err != nil {
 			// The demo store's unfinished snapshot lists no files, so
-			// every file listed must open.
+			// every file listed must open, except the encrypted
+			// snapshots' archives (no key given).
+			rel, _ := filepath.Rel(m.dir, p)
+			if a := expectedArchives(t, store, filepath.Dir(rel))[filepath.Base(rel)]; a != nil && a.encrypted && errnoOf(err) == syscall.EACCES {
+				return nil
+			}
 			return err
 		}
 		defer f.Close()
-		if _, err := io.ReadAll(f); err != nil {
+		// Whole files, but only the head of the multi-GiB disk images.
+		if _, err := io.ReadAll(io.LimitReader(f, wholeFileLimit)); err != nil {
 			return err
 		}
 		buf := make([]byte, 7)
-		for off := int64(0); ; off += 7 {
+		for off := int64(0); off < 64<<10; off += 7 {
 			n, err := f.ReadAt(buf, off)
 			if n == 0 || err != nil {
 				break

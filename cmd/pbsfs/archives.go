@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/term"
@@ -18,11 +19,14 @@ import (
 
 // archivesHelp documents the archive options; it is part of the mount
 // help's option list.
-const archivesHelp = `      --archives           also show each snapshot's archives, read-only:
-                           NAME.blob as NAME (decoded), NAME.img.fidx as
-                           NAME.img (the disk image), NAME.didx as NAME (e.g.
-                           root.pxar); every chunk read is verified, and a
-                           missing or damaged one fails that read with EIO
+const archivesHelp = `      --archives           show each snapshot's archives, read-only (the
+                           default): NAME.blob as NAME (decoded),
+                           NAME.img.fidx as NAME.img (the disk image),
+                           NAME.didx as NAME (e.g. root.pxar); every chunk
+                           read is verified, and a missing or damaged one
+                           fails that read with EIO
+      --no-archives        show only notes and manifest.json in snapshots
+                           (also --archives=false)
       --keyfile FILE       PBS encryption key file (proxmox-backup-client key
                            create) for encrypted archives, which are
                            unreadable (EACCES) without it; manifest.json then
@@ -52,7 +56,15 @@ type archiveFlags struct {
 }
 
 func (f *archiveFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&f.enabled, "archives", false, "")
+	fs.BoolVar(&f.enabled, "archives", true, "")
+	fs.BoolFunc("no-archives", "", func(v string) error {
+		off, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		f.enabled = !off
+		return nil
+	})
 	fs.StringVar(&f.keyfile, "keyfile", "", "")
 	fs.StringVar(&f.passwordFile, "password-file", "", "")
 	fs.IntVar(&f.cacheMiB, "chunk-cache", datastore.DefaultChunkCache>>20, "")

@@ -21,13 +21,18 @@ import (
 
 func TestArchiveFlags(t *testing.T) {
 	for _, c := range []struct {
-		args []string
-		msg  string
+		args    []string
+		msg     string
+		enabled bool
 	}{
-		{[]string{"--chunk-cache", "-1"}, "--chunk-cache"},
-		{[]string{"--password-file", "/x"}, "--password-file needs --keyfile"},
-		{[]string{"--archives", "--chunk-cache", "0"}, ""},
-		{[]string{"--archives=false"}, ""},
+		{[]string{"--chunk-cache", "-1"}, "--chunk-cache", true},
+		{[]string{"--password-file", "/x"}, "--password-file needs --keyfile", true},
+		{[]string{"--archives", "--chunk-cache", "0"}, "", true},
+		{[]string{"--archives=false"}, "", false},
+		{[]string{"--no-archives"}, "", false},
+		{[]string{"--no-archives=false"}, "", true},
+		{[]string{"--no-archives", "--archives"}, "", true},
+		{[]string{"--archives", "--no-archives"}, "", false},
 	} {
 		var f archiveFlags
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
@@ -39,13 +44,16 @@ func TestArchiveFlags(t *testing.T) {
 		if (err == nil) != (c.msg == "") || (err != nil && !strings.Contains(err.Error(), c.msg)) {
 			t.Errorf("%q: %v, want %q", c.args, err, c.msg)
 		}
+		if f.enabled != c.enabled {
+			t.Errorf("%q: archives enabled = %v, want %v", c.args, f.enabled, c.enabled)
+		}
 	}
 	var f archiveFlags
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	f.register(fs)
 	fs.Parse(nil)
 	o, err := f.options(io.Discard, slog.New(slog.DiscardHandler))
-	if err != nil || o.Enabled || o.Crypt != nil || o.CacheBytes != datastore.DefaultChunkCache {
+	if err != nil || !o.Enabled || o.Crypt != nil || o.CacheBytes != datastore.DefaultChunkCache {
 		t.Errorf("defaults: %+v %v", o, err)
 	}
 	f.cacheMiB = 0
@@ -133,7 +141,7 @@ func TestArchivePasswordNoTerminal(t *testing.T) {
 
 func TestMountHelpArchives(t *testing.T) {
 	code, out, _ := runCLI("mount", "--help")
-	for _, want := range []string{"--archives", "--keyfile FILE", "--password-file FILE", "--chunk-cache MiB", "14  the --keyfile"} {
+	for _, want := range []string{"--archives", "--no-archives", "--keyfile FILE", "--password-file FILE", "--chunk-cache MiB", "14  the --keyfile"} {
 		if code != ExitOK || !strings.Contains(out, want) {
 			t.Errorf("mount --help lacks %q", want)
 		}

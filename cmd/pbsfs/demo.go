@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"pbsfs/datastore"
 	"pbsfs/demo"
 	pbsfs "pbsfs/fs"
 	"pbsfs/lock"
@@ -22,8 +23,11 @@ what to try, and serve until Ctrl-C or unmount. Nothing outside the demo is
 touched: its lock files live in a temporary directory too.
 
 By default the datastore is a small, realistic sample: namespaces, all three
-backup types, notes in several languages, group notes and owners, one
-protected, one unfinished and one encrypted snapshot. With --groups,
+backup types, notes in several languages, group notes and owners, archives
+with real chunks (configs, sparse disk images, pxar streams), one protected,
+one unfinished and one encrypted snapshot. The demo mounts it with the
+demo's encryption key, written as a PBS key file (no password) so that
+'pbsfs mount --keyfile' can be tried on the store too. With --groups,
 --snapshots or --namespaces it is a large generated one instead (manifests
 only), for trying pbsfs at scale.
 
@@ -36,6 +40,9 @@ Options:
       --snapshots M        ... with M snapshots per group
       --namespaces K       ... spread over K namespaces besides the root
       --seed S             seed of the generated datastore (default 1)
+      --keyfile FILE       write the demo key file to FILE (which must not
+                           exist) and keep it (default: in the temporary
+                           directory, removed when pbsfs exits)
       --read-only          serve without write access
   -v, --verbose            log what pbsfs does (info level)
       --debug              log every FUSE request (debug level)
@@ -44,6 +51,8 @@ Options:
 Examples:
   pbsfs demo
   pbsfs demo ./demo-store
+  pbsfs demo --keyfile ./demo-key.json ./demo-store
+  pbsfs mount --keyfile ./demo-key.json ./demo-store /mnt/pbs   (later)
   pbsfs demo --groups 200 --snapshots 100 --namespaces 4 /var/tmp/big-store
 
 ` + exitStatusHelp
@@ -54,6 +63,7 @@ type demoOptions struct {
 	readOnly                      bool
 	log                           logOptions
 	dir                           string
+	keyfile                       string // --keyfile; "" = in the temporary directory
 }
 
 // large reports whether a generated datastore was asked for.
@@ -68,6 +78,7 @@ func demoCommand(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.namespaces, "namespaces", 0, "")
 	fs.Int64Var(&o.seed, "seed", 1, "")
 	fs.BoolVar(&o.readOnly, "read-only", false, "")
+	fs.StringVar(&o.keyfile, "keyfile", "", "")
 	fs.BoolVar(&o.log.verbose, "v", false, "")
 	fs.BoolVar(&o.log.verbose, "verbose", false, "")
 	fs.BoolVar(&o.log.debug, "debug", false, "")
@@ -80,6 +91,11 @@ func demoCommand(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(pos) == 1 {
 		o.dir = pos[0]
+	}
+	if o.keyfile != "" {
+		if _, err := os.Lstat(o.keyfile); err == nil {
+			return &usageError{cmd: cmd, msg: fmt.Sprintf("--keyfile: %s exists; give a new file", o.keyfile)}
+		}
 	}
 	for name, v := range map[string]int{"--groups": o.groups, "--snapshots": o.snapshots, "--namespaces": o.namespaces} {
 		if v < 0 {
@@ -124,6 +140,14 @@ func runDemo(o demoOptions, stdout, stderr io.Writer) (err error) {
 	}
 	fmt.Fprintf(stdout, "pbsfs demo: wrote a %s datastore to %s: %d namespaces, %d groups, %d snapshots\n",
 		kind, storeDir, sum.Namespaces, sum.Groups, sum.Snapshots)
+	keyPath := o.keyfile
+	if keyPath == "" {
+		keyPath = filepath.Join(tmp, "demo-key.json")
+	}
+	if err := demo.WriteKeyFile(keyPath); err != nil {
+		return exitf(ExitKey, "%w", err)
+	}
+	fmt.Fprintf(stdout, "pbsfs demo: wrote the demo encryption key to %s (no password)\n", keyPath)
 
 	mo := mountOptions{
 		store:      storeDir,
@@ -134,13 +158,20 @@ func runDemo(o demoOptions, stdout, stderr io.Writer) (err error) {
 		lockDir:    filepath.Join(tmp, "locks"),
 		cacheSize:  4096,
 		recheck:    pbsfs.DefaultRecheck,
-		log:        o.log,
-		lockOwner:  func() (int, int) { return -1, -1 },
-		stderr:     stderr,
+		// The generated store has manifests only: no archives to show.
+		archives:  archiveFlags{enabled: !o.large(), keyfile: keyPath, cacheMiB: datastore.DefaultChunkCache >> 20},
+		log:       o.log,
+		lockOwner: func() (int, int) { return -1, -1 },
+		stderr:    stderr,
 		onReady: func(_, mnt string) {
 			printTips(stdout, mnt, sum, !o.large(), o.readOnly)
 			if keep {
-				fmt.Fprintf(stdout, "\nThe datastore stays in %s.\n", storeDir)
+				again := "--keyfile " + keyPath
+				if o.large() {
+					again = "--no-archives" // manifests only
+				}
+				fmt.Fprintf(stdout, "\nThe datastore stays in %s; mount it again with:\n  pbsfs mount %s %s MOUNTPOINT\n",
+					storeDir, again, storeDir)
 			} else {
 				fmt.Fprintf(stdout, "\nThe datastore is deleted when pbsfs exits; give a DIR to keep it.\n")
 			}
@@ -164,7 +195,7 @@ func printTips(w io.Writer, mnt string, sum demo.Summary, sample, readOnly bool)
 		switch {
 		case isSnap && snapNotes == "" && dir != demo.SampleEncrypted:
 			snapNotes = p
-		case isSnap && victim == "" && dir != demo.SampleProtected && dir != demo.SampleUnfinished:
+		case isSnap && victim == "" && dir != demo.SampleProtected && dir != demo.SampleUnfinished && dir != demo.SampleEncrypted:
 			victim = dir
 		case !isSnap && groupNotes == "":
 			groupNotes = p
@@ -183,7 +214,7 @@ func printTips(w io.Writer, mnt string, sum demo.Summary, sample, readOnly bool)
 	tip("ls -l *", "backup types and namespaces (ns), and what they hold")
 	if snapNotes != "" {
 		snap := path.Dir(snapNotes)
-		tip("ls -l "+snap, "a snapshot: notes and manifest.json")
+		tip("ls -l "+snap, "a snapshot: notes, manifest.json and its archives")
 		tip("cat "+snap+"/manifest.json", "its manifest, as PBS stores it")
 		tip("cat "+snapNotes, "its notes")
 		if !readOnly {
@@ -202,6 +233,10 @@ func printTips(w io.Writer, mnt string, sum demo.Summary, sample, readOnly bool)
 		}
 	}
 	if sample {
+		tip("cat "+demo.SampleVM+"/qemu-server.conf", "a VM's config, decoded from its backup")
+		tip("fdisk -l "+demo.SampleVM+"/drive-scsi0.img", "its 8 GiB disk image, read chunk by chunk")
+		tip("diff "+demo.SampleCTFirst+"/pct.conf "+demo.SampleCTSecond+"/pct.conf", "two backups of a container's config")
+		tip("cat "+demo.SampleEncrypted+"/qemu-server.conf", "encrypted, decrypted with the demo key")
 		tip("ls "+demo.SampleUnfinished, "a backup still running: no files yet")
 	}
 	tip("fusermount3 -u "+mnt, "unmount (or press Ctrl-C here)")

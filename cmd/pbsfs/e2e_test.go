@@ -17,6 +17,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/demo"
+	"pbsfs/keyfile"
 	"pbsfs/lock"
 )
 
@@ -294,6 +295,21 @@ func TestDemoCommand(t *testing.T) {
 	if err == nil || !strings.Contains(out, "ct\nhost\nns\nvm\n") || !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("ls and rmdir protected: %v %q", err, out)
 	}
+	// Archives are shown, and the encrypted snapshot is readable with the
+	// demo key the demo wrote and mounted with.
+	out, err = shell(t, "cat "+filepath.Join(mnt, demo.SampleEncrypted, "qemu-server.conf")+" "+filepath.Join(mnt, demo.SampleVM, "qemu-server.conf"))
+	if err != nil || strings.Count(out, "scsi0: local-lvm:") != 2 {
+		t.Errorf("cat qemu-server.conf (encrypted and plain): %v %q", err, out)
+	}
+	var keyPath string
+	for _, l := range strings.Split(p.stdout.String(), "\n") {
+		if k, ok := strings.CutPrefix(l, "pbsfs demo: wrote the demo encryption key to "); ok {
+			keyPath = strings.TrimSuffix(k, " (no password)")
+		}
+	}
+	if kc, err := keyfile.Load(keyPath); err != nil || kc.Encrypted() {
+		t.Errorf("demo key file %q: %v", keyPath, err)
+	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	if code := p.wait(); code != ExitOK {
 		t.Errorf("exit %d\n%s", code, p.stderr.String())
@@ -304,7 +320,10 @@ func TestDemoCommand(t *testing.T) {
 	if _, err := datastore.Open(keep, datastore.Options{Lock: lock.Config{Scheme: lock.Run, Store: "x"}}); err != nil {
 		t.Errorf("kept datastore: %v", err)
 	}
-	for _, want := range []string{"cat ", "rmdir ", "fusermount3 -u " + mnt} {
+	if _, err := os.Stat(keyPath); !os.IsNotExist(err) {
+		t.Errorf("temporary key file left behind: %v", err)
+	}
+	for _, want := range []string{"cat ", "rmdir ", "fusermount3 -u " + mnt, "qemu-server.conf", "pbsfs mount --keyfile " + keyPath + " " + keep} {
 		if !strings.Contains(p.stdout.String(), want) {
 			t.Errorf("tips lack %q:\n%s", want, p.stdout.String())
 		}
