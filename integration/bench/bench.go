@@ -28,6 +28,7 @@ type bench struct {
 	profiles int
 
 	stores   map[string]string // name -> path
+	arch     *archiveData      // the archive store (archives.go)
 	genTimes []genTime
 	results  []*result
 	rss      []rssFigure
@@ -206,6 +207,11 @@ func (b *bench) runAll(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.runs("archives") {
+		if err := b.generateArchives(ctx); err != nil {
+			return err
+		}
+	}
 	var steps []func(context.Context) error
 	if b.runs("list") {
 		steps = append(steps, b.benchGroupListing)
@@ -220,6 +226,9 @@ func (b *bench) runAll(ctx context.Context) error {
 		for _, size := range b.cfg.sizes {
 			steps = append(steps, func(ctx context.Context) error { return b.benchWalk(ctx, size) })
 		}
+	}
+	if b.runs("archives") {
+		steps = append(steps, b.benchArchives)
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

@@ -51,7 +51,7 @@ type config struct {
 }
 
 // workloads are the names --only accepts.
-var workloads = []string{"list", "read", "write", "walk"}
+var workloads = []string{"list", "read", "write", "walk", "archives"}
 
 // largeSize is where walks switch to cfg.largeRounds: one walk of 100,000
 // snapshots through a FUSE mount takes most of a minute on two cores.

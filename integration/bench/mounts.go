@@ -170,12 +170,21 @@ func (b *bench) mountSystem(ctx context.Context, sys system, store string) (*mou
 // process group, so that a ^C reaches the bench, which unmounts first) and
 // waits for its "serving" line.
 func (b *bench) startPbsfs(ctx context.Context, m *mount) error {
-	args := []string{"mount", "--lock-scheme", "run", "--lock-dir", b.lockDir, "--store", "bench", m.store, m.dir}
+	args := []string{"mount", "--lock-scheme", "run", "--lock-dir", b.lockDir, "--store", "bench"}
+	if !b.archiveStore(m.store) {
+		// demo.Large writes manifests only: the archives they list do
+		// not exist, and would be shown (failing with EIO) by default.
+		args = append(args, "--no-archives")
+	}
+	args = append(args, m.store, m.dir)
 	bin := b.pbsfsBin
 	if b.cfg.profileDir != "" {
 		b.profiles++
 		prefix := fmt.Sprintf("%s/pbsfs-%d", b.cfg.profileDir, b.profiles)
 		bin, args = b.selfBin, []string{serveCommand, prefix, b.lockDir, m.store, m.dir}
+		if b.archiveStore(m.store) {
+			args = append(args, "archives")
+		}
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}

@@ -22,12 +22,13 @@ import (
 // the whole mount and a heap profile at its end.
 const serveCommand = "__serve-profiled"
 
-// serveProfiled: PREFIX LOCKDIR STORE MOUNTPOINT. Writes PREFIX.cpu.pprof
-// and PREFIX.heap.pprof; stops on unmount, SIGINT or SIGTERM (which
-// unmount).
+// serveProfiled: PREFIX LOCKDIR STORE MOUNTPOINT [archives]. Writes
+// PREFIX.cpu.pprof and PREFIX.heap.pprof; stops on unmount, SIGINT or
+// SIGTERM (which unmount). Archives are shown only with the fifth argument
+// (the manifest-only stores have none to show).
 func serveProfiled(args []string) int {
-	if len(args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: bench "+serveCommand+" PREFIX LOCKDIR STORE MOUNTPOINT")
+	if len(args) != 4 && (len(args) != 5 || args[4] != "archives") {
+		fmt.Fprintln(os.Stderr, "usage: bench "+serveCommand+" PREFIX LOCKDIR STORE MOUNTPOINT [archives]")
 		return 2
 	}
 	prefix, lockDir, storePath, mnt := args[0], args[1], args[2], args[3]
@@ -36,7 +37,8 @@ func serveProfiled(args []string) int {
 		return 1
 	}
 	store, err := datastore.Open(storePath, datastore.Options{
-		Lock: lock.Config{Scheme: lock.Run, Dir: lockDir, Store: "bench", UID: -1, GID: -1},
+		Lock:     lock.Config{Scheme: lock.Run, Dir: lockDir, Store: "bench", UID: -1, GID: -1},
+		Archives: datastore.ArchiveOptions{Enabled: len(args) == 5},
 	})
 	if err != nil {
 		return fail(err)
