@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
@@ -111,6 +112,12 @@ type notesFile struct {
 
 	mu   sync.Mutex
 	sess *notesSession // nil while nobody has it open for writing
+
+	// For reads through the page cache (see Open): the digest
+	// (stampDigest) of the stored file the attributes last given to the
+	// kernel came from (0: none, or they showed a pending text), and of
+	// the text the kernel may hold pages of (0: none).
+	attrSeen, paged atomic.Uint64
 }
 
 // notesSession is the write buffer of a notesFile.
@@ -172,38 +179,64 @@ func (n *notesFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
+	seen := stampDigest(st)
 	n.mu.Lock()
 	if s := n.sess; s != nil && s.dirty {
-		size = len(s.buf)
+		size, seen = len(s.buf), 0
 	}
 	n.mu.Unlock()
+	n.attrSeen.Store(seen)
 	n.fs.fileAttr(a, n.ino, size, st, true)
 	return nil
 }
 
-// Open always answers with OpenDirectIO: reads and writes bypass the page
-// cache, so text changed by PBS is never served stale from a cached page,
-// reads are never cut to a stale cached size, and an O_APPEND write lands
-// where this package (not the kernel's possibly stale i_size) says the end
-// is. Notes are small, so the lost caching costs nothing; the price is that
-// notes cannot be mmap'ed, which text editors do not do.
+// Open for writing answers with OpenDirectIO: writes bypass the page cache
+// and an O_APPEND write lands where this package (not the kernel's possibly
+// stale i_size) says the end is.
+//
+// Open for reading uses the page cache when that is safe, and DirectIO
+// otherwise:
+//   - the stored text is the one the kernel's attributes were computed from
+//     (so its cached size is right, and reads are cut where the text ends)
+//     and the kernel may have pages of it: OpenKeepCache — `cat` then costs
+//     an OPEN and a RELEASE, the text comes from the page cache;
+//   - the attributes are right but the pages may be of another text: no
+//     flag (the kernel drops its pages and reads afresh);
+//   - the text changed since the attributes were given (PBS changed it and
+//     the revalidator has not told the kernel yet), or a writer's pending
+//     text differs: OpenDirectIO, which is never cut to a stale size nor
+//     served from stale pages, and the attributes are invalidated.
+//
+// Commits through the mount drop the kernel's pages and attributes
+// (afterCommit).
 func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
-	resp.Flags |= fuse.OpenDirectIO
 	if !writable(req.Flags) {
 		resp.Flags |= openNoFlush // a reader's close has nothing to commit
 		n.mu.Lock()
 		if s := n.sess; s != nil && s.dirty {
 			data := slices.Clone(s.buf)
 			n.mu.Unlock()
+			resp.Flags |= fuse.OpenDirectIO
 			return &notesHandle{n: n, data: data}, nil
 		}
 		n.mu.Unlock()
-		text, _, err := n.src.load()
+		text, st, err := n.src.load()
 		if err != nil {
 			return nil, n.fs.errno("open "+n.display(), err)
 		}
+		d := stampDigest(st)
+		switch {
+		case d != n.attrSeen.Load():
+			resp.Flags |= fuse.OpenDirectIO
+			n.paged.Store(0)
+			n.dropPrimed()
+			n.fs.invalidateAttr(n)
+		case n.paged.Swap(d) == d:
+			resp.Flags |= fuse.OpenKeepCache
+		}
 		return &notesHandle{n: n, data: []byte(text)}, nil
 	}
+	resp.Flags |= fuse.OpenDirectIO
 	if n.fs.ro {
 		return nil, n.fs.readOnlyErr()
 	}
@@ -370,6 +403,8 @@ func (n *notesFile) commitLocked(op string) error {
 
 // afterCommit drops kernel caches that show the old text.
 func (n *notesFile) afterCommit() {
+	n.attrSeen.Store(0)
+	n.paged.Store(0)
 	n.dropPrimed()
 	n.fs.invalidateData(n)
 	n.src.committed()

@@ -101,3 +101,34 @@ func TestSweepSpreadsSnapshotDirectories(t *testing.T) {
 		t.Errorf("three passes with stride 3 checked %d snapshot directories, want %d", checked, full.snapshots)
 	}
 }
+
+// TestNotesReadFreshBeforeRevalidation: notes read through the page cache
+// (see notesFile.Open) are never stale, even while the kernel still has the
+// old attributes because no revalidation pass ran yet: a longer text is not
+// cut to the old size, a shorter one shows no old bytes after its end.
+func TestNotesReadFreshBeforeRevalidation(t *testing.T) {
+	e := newEnv(t)
+	dir := mountEnv(t, e)
+	p := "vm/100/" + tFirst + "/notes"
+	sn := datastore.Snapshot{Group: vm100, Time: tFirst}
+	for i, text := range []string{
+		"a text much longer than the first one, so that a read cut to the old size would show it\n",
+		"short\n",
+		"same length\n",
+		"other length\n", // the same size as the one before
+	} {
+		// Twice: the second read may come from the page cache.
+		for range 2 {
+			mustSh(t, dir, "cat "+p+"; stat -c %s "+p)
+		}
+		if err := e.store.SetNotes(sn, text); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustSh(t, dir, "cat "+p); got != text {
+			t.Errorf("change %d: read %q, want %q", i+1, got, text)
+		}
+		if got := mustSh(t, dir, "cat "+p); got != text {
+			t.Errorf("change %d, second read: %q, want %q", i+1, got, text)
+		}
+	}
+}

@@ -97,17 +97,12 @@ func (d *snapDir) lengths() (notesLen, jsonLen int, st datastore.Stamp, err erro
 }
 
 // notesText returns the committed notes and the blob's stamp: from the
-// summary when it holds the text and is current (checked moments ago, or
-// one stat), else from the decoded manifest.
+// summary when it holds the text and one stat shows it current (never on
+// the strength of recheckWindow alone: what an open reads must be what is
+// stored), else from the decoded manifest.
 func (d *snapDir) notesText() (string, datastore.Stamp, error) {
 	store, m := d.fs.store, &d.meta
 	t := now()
-	m.mu.Lock()
-	if m.fresh(t) && m.hasNotes {
-		defer m.mu.Unlock()
-		return m.notes, m.st, nil
-	}
-	m.mu.Unlock()
 	st, err := store.ManifestStamp(d.sn)
 	if err != nil {
 		return "", st, err
