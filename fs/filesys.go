@@ -119,8 +119,11 @@ func New(store *datastore.Store, o Options) *FS {
 // AsyncRead lets the kernel's readahead have several reads of a file in
 // flight (bazil serves each in its own goroutine), so a sequential reader
 // of a disk image no longer waits for one 128 KiB round trip after the
-// other. It only concerns reads through the page cache: notes and scratch
-// files are opened with direct I/O, and their reads are unaffected.
+// other. It only concerns reads through the page cache (archives,
+// manifest.json, owner, notes opened with OpenKeepCache): every read handler
+// is safe for concurrent use, as reads from several processes always were.
+// Direct-I/O opens (notes after a change, notes writers, scratch files) are
+// unaffected.
 // The readahead stays at 128 KiB: the kernel takes the smaller of this and
 // the mount's default window (128 KiB), so asking for more changes nothing.
 func MountOptions(readOnly, allowOther bool) []fuse.MountOption {
