@@ -34,7 +34,8 @@ or host. Each group directory holds
 and each snapshot directory holds
   notes          the snapshot's notes, kept in its manifest (read-write)
   manifest.json  the manifest (read-only)
-  ...            with --archives, the contents of its archives (read-only)
+  ...            the contents of its archives, decoded (read-only; hidden
+                 with --no-archives)
 Notes are saved when the file is closed or fsync'ed, under the same manifest
 lock PBS uses; a save over a change made meanwhile by someone else fails
 with "Stale file handle" instead of losing it. 'rmdir' of a snapshot
