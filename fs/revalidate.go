@@ -155,6 +155,11 @@ func (f *FS) sweepDir(ctx context.Context, srv *fusefs.Server, d dirNode, pass, 
 		}
 		if c.dir().noteStamp(st) {
 			f.invalidateChanged(srv, c)
+			if _, ok := c.(*nsListDir); ok && srv != nil {
+				// The namespace lists "ns" only while it has child
+				// namespaces: its listing depends on this one.
+				f.notify(srv.InvalidateNodeData(d), "listing", d, "")
+			}
 		}
 		f.sweepDir(ctx, srv, c, pass, stride, p)
 	}
