@@ -84,6 +84,7 @@ func (n *archiveFile) Attr(ctx context.Context, a *fuse.Attr) error {
 		}
 		size = arch.Size()
 	}
+	n.cache.sawAttr(st)
 	n.fs.fileAttr(a, n.ino, int(size), st, false)
 	a.Valid = max(a.Valid, archiveAttrValid)
 	return nil

@@ -17,6 +17,19 @@ type contentCache struct {
 	mu   sync.Mutex
 	last fileKey // the content the kernel may have cached
 	seen bool
+	// attr is the digest (stampDigest) of the file the attributes last
+	// given to the kernel came from (0: none): the kernel cuts page-cache
+	// reads at the size it has, so the page cache is only used for the
+	// content those attributes describe.
+	attr uint64
+}
+
+// sawAttr records that attributes computed from st were given to the
+// kernel; every Attr of a node with a contentCache calls it.
+func (c *contentCache) sawAttr(st datastore.Stamp) {
+	c.mu.Lock()
+	c.attr = stampDigest(st)
+	c.mu.Unlock()
 }
 
 // fileKey is what sameFile compares of a stamp, in 40 bytes instead of a
@@ -34,15 +47,19 @@ func keyOf(st datastore.Stamp) fileKey {
 //   - same stamp as at the last open: OpenKeepCache, the kernel serves the
 //     pages it already has (the cheap path for `find | xargs cat`);
 //   - first open: no flag, the kernel drops any pages and reads afresh;
-//   - changed since the last open: OpenDirectIO for this open, so that the
-//     read is neither served from old pages nor cut to a cached size that may
-//     still be the old one for up to the TTL; the attributes are invalidated
-//     too (by the caller).
+//   - changed since the last open, or not the content the kernel's
+//     attributes describe (changed behind the mount, and the revalidator
+//     has not told the kernel yet): OpenDirectIO for this open, so that the
+//     read is neither served from old pages nor cut to a stale cached size;
+//     the attributes are invalidated too (by the caller).
 func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFlags, changed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := keyOf(st)
 	switch {
+	case stampDigest(st) != c.attr:
+		c.last, c.seen = k, true
+		return fuse.OpenDirectIO, true
 	case !c.seen:
 		c.last, c.seen = k, true
 		return 0, false

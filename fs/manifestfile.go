@@ -41,6 +41,7 @@ func (n *manifestFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
+	n.cache.sawAttr(st)
 	n.fs.fileAttr(a, n.ino, size, st, false)
 	return nil
 }

@@ -42,6 +42,7 @@ func (n *ownerFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
+	n.cache.sawAttr(st)
 	n.fs.fileAttr(a, n.ino, len(text), st, false)
 	return nil
 }

@@ -102,14 +102,15 @@ func TestSweepSpreadsSnapshotDirectories(t *testing.T) {
 	}
 }
 
-// TestNotesReadFreshBeforeRevalidation: notes read through the page cache
-// (see notesFile.Open) are never stale, even while the kernel still has the
+// TestNotesReadFreshBeforeRevalidation: notes and manifest.json read through
+// the page cache (notesFile.Open, contentCache) are never stale, even while the kernel still has the
 // old attributes because no revalidation pass ran yet: a longer text is not
 // cut to the old size, a shorter one shows no old bytes after its end.
 func TestNotesReadFreshBeforeRevalidation(t *testing.T) {
 	e := newEnv(t)
 	dir := mountEnv(t, e)
 	p := "vm/100/" + tFirst + "/notes"
+	mp := "vm/100/" + tFirst + "/manifest.json"
 	sn := datastore.Snapshot{Group: vm100, Time: tFirst}
 	for i, text := range []string{
 		"a text much longer than the first one, so that a read cut to the old size would show it\n",
@@ -119,7 +120,7 @@ func TestNotesReadFreshBeforeRevalidation(t *testing.T) {
 	} {
 		// Twice: the second read may come from the page cache.
 		for range 2 {
-			mustSh(t, dir, "cat "+p+"; stat -c %s "+p)
+			mustSh(t, dir, "cat "+p+" "+mp+"; stat -c %s "+p+" "+mp)
 		}
 		if err := e.store.SetNotes(sn, text); err != nil {
 			t.Fatal(err)
@@ -127,8 +128,30 @@ func TestNotesReadFreshBeforeRevalidation(t *testing.T) {
 		if got := mustSh(t, dir, "cat "+p); got != text {
 			t.Errorf("change %d: read %q, want %q", i+1, got, text)
 		}
+		js, _, err := e.store.ManifestJSON(sn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mustSh(t, dir, "cat "+mp); got != string(js) {
+			t.Errorf("change %d: manifest.json read %d bytes, want the %d stored", i+1, len(got), len(js))
+		}
 		if got := mustSh(t, dir, "cat "+p); got != text {
 			t.Errorf("change %d, second read: %q, want %q", i+1, got, text)
 		}
+	}
+	// The first open of a manifest.json whose attributes the kernel got
+	// before the change.
+	second := datastore.Snapshot{Group: vm100, Time: tSecond}
+	mp2 := "vm/100/" + tSecond + "/manifest.json"
+	mustSh(t, dir, "stat -c %s "+mp2)
+	if err := e.store.SetNotes(second, "notes that make the manifest longer than it was\n"); err != nil {
+		t.Fatal(err)
+	}
+	js, _, err := e.store.ManifestJSON(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustSh(t, dir, "cat "+mp2); got != string(js) {
+		t.Errorf("first open after a change: manifest.json read %d bytes, want the %d stored", len(got), len(js))
 	}
 }
