@@ -5,6 +5,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"pbsfs/lock"
 )
 
 // CleanupTemps walks the whole datastore and removes temp files that a pbsfs
@@ -85,20 +87,37 @@ func (s *Store) cleanGroup(g Group, minAge time.Duration) int {
 	return removed
 }
 
+// lockTempMinAge is how old a lock file's temporary file (lock.TempPrefix)
+// must be before the cleanup removes it: its creator renames it into place
+// microseconds after creating it, so one this old was left by a crash.
+const lockTempMinAge = time.Minute
+
 func (s *Store) cleanSnapshot(sn Snapshot) int {
 	ents, err := s.readDirRel(sn.Dir())
 	if err != nil {
 		return 0
 	}
-	found := false
+	found, removed := false, 0
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), TempPrefix) {
+		switch name := e.Name(); {
+		case strings.HasPrefix(name, TempPrefix):
 			found = true
-			break
+		case strings.HasPrefix(name, lock.TempPrefix) && e.Type().IsRegular():
+			// Left by a crash while creating the legacy scheme's
+			// .index.json.lck; nothing refers to it.
+			if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < lockTempMinAge {
+				continue
+			}
+			if err := s.unlinkRel(sn.Dir(), name); err != nil {
+				s.log.Warn("cannot clean up lock temp file", "file", s.abs(path.Join(sn.Dir(), name)), "err", err)
+				continue
+			}
+			s.log.Info("removed lock temp file left by an interrupted lock", "file", s.abs(path.Join(sn.Dir(), name)))
+			removed++
 		}
 	}
 	if !found {
-		return 0
+		return removed
 	}
 	lk, err := s.locker.LockManifest(sn.lockPath(), 0)
 	if err != nil {
@@ -110,5 +129,5 @@ func (s *Store) cleanSnapshot(sn Snapshot) int {
 	if err != nil {
 		s.log.Warn("cannot clean up temp files", "dir", s.abs(sn.Dir()), "err", err)
 	}
-	return n
+	return removed + n
 }

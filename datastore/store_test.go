@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"pbsfs/lock"
 	"pbsfs/manifest"
 )
 
@@ -378,10 +380,24 @@ func TestCleanupTemps(t *testing.T) {
 	must(t, os.WriteFile(leftover, []byte("half"), 0o600))
 	other := filepath.Join(s.Path(), sn.Dir(), "index.json.tmp_abc") // PBS's, not ours
 	must(t, os.WriteFile(other, []byte("pbs"), 0o600))
+	// A lock file's temp file left by a crash (legacy scheme: in the
+	// snapshot directory) is removed once old; a fresh one may be in use.
+	oldLockTemp := filepath.Join(s.Path(), sn.Dir(), lock.TempPrefix+"old")
+	newLockTemp := filepath.Join(s.Path(), sn.Dir(), lock.TempPrefix+"new")
+	must(t, os.WriteFile(oldLockTemp, nil, 0o660))
+	must(t, os.WriteFile(newLockTemp, nil, 0o660))
+	past := time.Now().Add(-2 * lockTempMinAge)
+	must(t, os.Chtimes(oldLockTemp, past, past))
 	n, err := s.CleanupTemps(t.Context(), 0)
 	must(t, err)
-	if n != 1 {
-		t.Errorf("removed %d files, want 1", n)
+	if n != 2 {
+		t.Errorf("removed %d files, want 2", n)
+	}
+	if _, err := os.Stat(oldLockTemp); !errors.Is(err, os.ErrNotExist) {
+		t.Error("old lock temp file still there")
+	}
+	if _, err := os.Stat(newLockTemp); err != nil {
+		t.Error("a fresh lock temp file was removed")
 	}
 	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
 		t.Error("leftover temp still there")

@@ -152,6 +152,14 @@ func sameFile(fi os.FileInfo, path string) error {
 	return nil
 }
 
+// TempPrefix starts the name of the temporary file a lock file is created
+// as (see createAtomic). One is left behind only by a process killed
+// between creating and renaming it, a matter of microseconds; the
+// datastore's cleanup removes old ones (the legacy scheme's lock files live
+// in snapshot directories). A short prefix: the final name may already be
+// close to the 255-byte limit.
+const TempPrefix = ".pbsfs-lck.tmp_"
+
 // openOrCreate opens the lock file at path, creating it atomically if it does
 // not exist: a temporary file in the same directory gets mode 0660 and the
 // configured owner and is moved into place with renameat2(RENAME_NOREPLACE)
@@ -192,9 +200,7 @@ func (l *Locker) openOrCreate(path string, mkParents bool) (*os.File, error) {
 // satisfying errors.Is(err, fs.ErrExist) if path appeared meanwhile.
 func (l *Locker) createAtomic(path string) (*os.File, error) {
 	dir := filepath.Dir(path)
-	// A short fixed prefix: the final name may already be close to the
-	// 255-byte limit.
-	tmp, err := os.CreateTemp(dir, ".pbsfs-lck.tmp_")
+	tmp, err := os.CreateTemp(dir, TempPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create lock file %q: %w", path, err)
 	}
