@@ -16,9 +16,11 @@
 //	    <time>/                 a snapshot
 //	      notes                 the snapshot's notes, unprotected.notes of its manifest (read-write)
 //	      manifest.json         the manifest as pretty JSON (read-only)
+//	      <archive>             each archive decoded: qemu-server.conf, drive-scsi0.img, root.pxar ... (read-only)
 //
-// Everything else in the datastore (.chunks, .lock, .gc-status, archives) is
-// hidden. Removing a snapshot directory (rmdir) deletes the snapshot the way
+// Archives are shown when the datastore was opened with archives enabled
+// (pbsfs mount does so unless --no-archives). Everything else in the
+// datastore (.chunks, .lock, .gc-status, the raw archive files) is hidden. Removing a snapshot directory (rmdir) deletes the snapshot the way
 // PBS's "forget" does; removing an empty group directory deletes the group.
 //
 // Design decisions (kernel cache lifetimes, inode numbers, when notes are
@@ -29,6 +31,7 @@
 //	filesys := fs.New(store, fs.Options{Logger: log})
 //	conn, _ := fuse.Mount(dir, fs.MountOptions(false, false)...)
 //	srv := fusefs.New(conn, nil)
-//	filesys.SetServer(srv) // enables kernel cache invalidation
+//	filesys.SetServer(srv)     // enables kernel cache invalidation
+//	go filesys.Revalidate(ctx) // shows what PBS changes (revalidate.go)
 //	err := srv.Serve(filesys)
 package fs
