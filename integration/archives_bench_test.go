@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pbsfs/datastore"
+	"pbsfs/demo"
 	"pbsfs/index"
 	"pbsfs/lock"
 	"pbsfs/manifest"
@@ -106,48 +107,10 @@ func (m *benchMount) rss() (cur, peak float64) {
 }
 
 // benchImage writes vm/<id> with a disk image of n distinct 4 MiB chunks
-// that look like disk data: text (compresses about 4:1), random bytes
-// (does not compress) and sparse blocks, mixed in every chunk.
+// (demo.WriteImageSnapshot).
 func benchImage(tb testing.TB, st *datastore.Store, id string, n int) (*index.Fixed, []byte) {
 	tb.Helper()
-	rng := rand.New(rand.NewPCG(uint64(n), 1))
-	img := make([]byte, n*archiveChunk)
-	for off := 0; off < len(img); off += 64 << 10 {
-		blk := img[off : off+64<<10]
-		switch rng.IntN(4) {
-		case 0, 1: // text
-			var b bytes.Buffer
-			for b.Len() < len(blk) {
-				fmt.Fprintf(&b, "/usr/lib/x86_64-linux-gnu/lib%d.so.%d %08x\n", rng.IntN(1000), rng.IntN(9), rng.Uint32())
-			}
-			copy(blk, b.Bytes())
-		case 2: // random
-			for i := 0; i < len(blk); i += 8 {
-				v := rng.Uint64()
-				for j := range 8 {
-					blk[i+j] = byte(v >> (8 * j))
-				}
-			}
-		case 3: // sparse: zeros with a header
-			blk[0], blk[1] = byte(off), byte(off>>8)
-		}
-	}
-	g := datastore.Group{Type: "vm", ID: id}
-	if err := st.CreateGroup(g, "root@pam"); err != nil {
-		tb.Fatal(err)
-	}
-	fi, fidx, err := st.BuildFixedIndex("drive-scsi0.img.fidx", img, archiveChunk, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := manifest.New("vm", id, 1717597321, []manifest.FileInfo{fi})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := st.WriteSnapshot(datastore.Snapshot{Group: g, Time: "2024-06-05T14:22:01Z"}, m, map[string][]byte{fi.Filename: fidx}); err != nil {
-		tb.Fatal(err)
-	}
-	fx, err := index.ParseFixed(fidx)
+	fx, img, err := demo.WriteImageSnapshot(st, id, n)
 	if err != nil {
 		tb.Fatal(err)
 	}

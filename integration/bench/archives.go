@@ -21,17 +21,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pbsfs/datastore"
+	"pbsfs/demo"
 	"pbsfs/index"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
 
 const (
-	archiveChunk = 4 << 20 // PBS's default chunk size
+	archiveChunk = demo.ImageChunk
 	// archiveCacheMiB is pbsfs's default chunk cache, which the mounts use.
 	archiveCacheMiB = datastore.DefaultChunkCache >> 20
 	// archiveSnap is the snapshot time of both images.
-	archiveSnap = "2024-06-05T14:22:01Z"
+	archiveSnap = demo.ImageSnapshotTime
 	// plainImage is a plain copy of the small image in the store's root
 	// (which pbsfs does not show): the bindfs baseline reads it.
 	plainImage = "bench-small-image.raw"
@@ -86,10 +87,10 @@ func (b *bench) generateArchives(ctx context.Context) error {
 	defer st.Close()
 	a := &archiveData{dir: dir}
 	n := b.archiveImageChunks()
-	if a.big, _, err = writeImage(st, "100", n); err != nil {
+	if a.big, _, err = demo.WriteImageSnapshot(st, "100", n); err != nil {
 		return err
 	}
-	if a.small, a.smallContent, err = writeImage(st, "101", 8); err != nil {
+	if a.small, a.smallContent, err = demo.WriteImageSnapshot(st, "101", 8); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, plainImage), a.smallContent, 0o644); err != nil {
@@ -100,54 +101,6 @@ func (b *bench) generateArchives(ctx context.Context) error {
 	fmt.Printf("store archives: a %d MiB and a %d MiB disk image of distinct 4 MiB chunks (text, random, sparse)\n",
 		n*archiveChunk>>20, len(a.smallContent)>>20)
 	return nil
-}
-
-// writeImage writes vm/<id> with a disk image of n distinct chunks that
-// look like disk data: text (compresses about 4:1), random bytes (does not
-// compress) and sparse blocks, mixed in every chunk.
-func writeImage(st *datastore.Store, id string, n int) (*index.Fixed, []byte, error) {
-	rng := rand.New(rand.NewPCG(uint64(n), 1))
-	img := make([]byte, n*archiveChunk)
-	for off := 0; off < len(img); off += 64 << 10 {
-		blk := img[off : off+64<<10]
-		switch rng.IntN(4) {
-		case 0, 1: // text
-			var b bytes.Buffer
-			for b.Len() < len(blk) {
-				fmt.Fprintf(&b, "/usr/lib/x86_64-linux-gnu/lib%d.so.%d %08x\n", rng.IntN(1000), rng.IntN(9), rng.Uint32())
-			}
-			copy(blk, b.Bytes())
-		case 2: // random
-			for i := 0; i < len(blk); i += 8 {
-				v := rng.Uint64()
-				for j := range 8 {
-					blk[i+j] = byte(v >> (8 * j))
-				}
-			}
-		case 3: // sparse: zeros with a header
-			blk[0], blk[1] = byte(off), byte(off>>8)
-		}
-	}
-	g := datastore.Group{Type: "vm", ID: id}
-	if err := st.CreateGroup(g, "root@pam"); err != nil {
-		return nil, nil, err
-	}
-	fi, fidx, err := st.BuildFixedIndex("drive-scsi0.img.fidx", img, archiveChunk, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := manifest.New("vm", id, 1717597321, []manifest.FileInfo{fi})
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := st.WriteSnapshot(datastore.Snapshot{Group: g, Time: archiveSnap}, m, map[string][]byte{fi.Filename: fidx}); err != nil {
-		return nil, nil, err
-	}
-	fx, err := index.ParseFixed(fidx)
-	if err != nil {
-		return nil, nil, err
-	}
-	return fx, img, nil
 }
 
 // benchArchives runs the archive workloads.
