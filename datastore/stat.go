@@ -96,87 +96,8 @@ func (s *Store) ChangeStamp(rel string) (Stamp, error) {
 	return stamp, nil
 }
 
-// State classifies a snapshot.
-type State int
-
-const (
-	// Finished: index.json.blob exists (whether it decodes is found out when
-	// it is read).
-	Finished State = iota
-	// Unfinished: no index.json.blob yet — a backup is running or failed.
-	Unfinished
-	// Corrupt: index.json.blob exists but is not a regular file, or does not
-	// decode.
-	Corrupt
-)
-
-func (st State) String() string {
-	switch st {
-	case Finished:
-		return "finished"
-	case Unfinished:
-		return "unfinished"
-	case Corrupt:
-		return "corrupt"
-	}
-	return "unknown"
-}
-
-// SnapshotInfo describes a snapshot without decoding its manifest.
-type SnapshotInfo struct {
-	Dir       Stamp // the snapshot directory
-	Manifest  Stamp // index.json.blob; zero when unfinished
-	State     State
-	Protected bool // .protected exists
-}
-
 // ManifestName is the manifest's file name inside a snapshot directory.
 const ManifestName = "index.json.blob"
 
 // ProtectedName is the protection marker's file name.
 const ProtectedName = ".protected"
-
-// StatSnapshot classifies a snapshot by stat-ing its directory, manifest and
-// protection marker. It does not read the manifest. The directory is opened
-// once (openat2, O_PATH, no symlink anywhere) and both files are stat'ed
-// relative to it without following a symlink: five syscalls in all, where
-// three path walks took twelve. pbsfs calls this for lookups of snapshot
-// directories, so it is on the hot path of every walk.
-func (s *Store) StatSnapshot(sn Snapshot) (SnapshotInfo, error) {
-	const op = "stat snapshot"
-	if err := sn.Validate(); err != nil {
-		return SnapshotInfo{}, wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
-	}
-	rel := sn.Dir()
-	d, err := s.openRelFd(rel, unix.O_PATH, 0)
-	if err != nil {
-		return SnapshotInfo{}, wrap(op, s.abs(rel), nil, err)
-	}
-	defer unix.Close(d)
-	var info SnapshotInfo
-	if info.Dir, err = s.fstatFd(d, rel); err != nil {
-		return SnapshotInfo{}, wrap(op, s.abs(rel), nil, err)
-	}
-	if !info.Dir.IsDir() {
-		return SnapshotInfo{}, wrap(op, s.abs(rel), ErrNotFound, errors.New("not a directory"))
-	}
-	var st unix.Stat_t
-	err = unix.Fstatat(d, ManifestName, &st, unix.AT_SYMLINK_NOFOLLOW)
-	switch {
-	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
-		info.State, info.Manifest = Finished, stampOf(&st)
-	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
-		info.State = Corrupt // never followed; no stamp, as statRel's ELOOP gave none
-	case err == nil:
-		info.State, info.Manifest = Corrupt, stampOf(&st)
-	case err == unix.ENOENT:
-		info.State = Unfinished
-	default:
-		info.State = Corrupt
-	}
-	info.Protected, err = s.existsAt(d, ProtectedName, path.Join(rel, ProtectedName))
-	if err != nil {
-		return SnapshotInfo{}, wrap(op, s.abs(rel), nil, err)
-	}
-	return info, nil
-}

@@ -23,12 +23,12 @@ func benchSnapshots(b *testing.B, n int) (*Store, []Snapshot) {
 	return s, sns
 }
 
-func BenchmarkStatSnapshot(b *testing.B) {
+func BenchmarkStatSnapshotDir(b *testing.B) {
 	s, sns := benchSnapshots(b, 8)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := s.StatSnapshot(sns[i%len(sns)]); err != nil {
+		if _, err := s.StatSnapshotDir(sns[i%len(sns)]); err != nil {
 			b.Fatal(err)
 		}
 	}
