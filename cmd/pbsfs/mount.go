@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -64,6 +65,8 @@ Options:
                            and listings (default 10m, or 1s with --recheck 0)
 ` + archivesHelp + `  -v, --verbose            log what pbsfs does (info level)
       --debug              log every FUSE request (debug level)
+      --cpuprofile FILE    write a CPU profile of the whole mount to FILE
+                           (for go tool pprof)
   -h, --help               print this help
 
 Locking: PBS 3.3.5 and later keep lock files under /run/proxmox-backup/locks
@@ -98,6 +101,7 @@ type mountOptions struct {
 	ttl        time.Duration // --ttl; 0 = the default
 	archives   archiveFlags  // --archives, --keyfile, ... (archives.go)
 	log        logOptions
+	cpuProfile string // --cpuprofile; "" = none
 
 	cfgPath    string                              // datastore.cfg; "" = DatastoreConfig
 	detect     func() (lock.Scheme, string, error) // nil = lock.Detect with defaults
@@ -123,6 +127,7 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.log.verbose, "v", false, "")
 	fs.BoolVar(&o.log.verbose, "verbose", false, "")
 	fs.BoolVar(&o.log.debug, "debug", false, "")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "")
 	pos, err := parseArgs(fs, cmd, mountHelp, args, stdout)
 	if err != nil {
 		return err
@@ -270,6 +275,13 @@ func serve(o mountOptions) error {
 		return err
 	}
 	defer store.Close()
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return exitf(ExitUsage, "--cpuprofile: %w", err)
+		}
+		defer stop(log)
+	}
 
 	recheck := o.recheck
 	if recheck == 0 {
@@ -352,4 +364,22 @@ func cleanupTemps(ctx context.Context, store *datastore.Store, minAge time.Durat
 	case n > 0:
 		log.Info("removed temp files of interrupted writes", "count", n)
 	}
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Warn("writing the CPU profile", "file", path, "err", err)
+		}
+	}, nil
 }
