@@ -51,6 +51,7 @@ type ArchiveOptions struct {
 type archiveState struct {
 	opts  ArchiveOptions
 	cache *chunkCache
+	pool  *bufPool // memory of dropped chunks, for the next loads
 
 	mu      sync.Mutex
 	closed  bool
@@ -82,7 +83,7 @@ func newArchiveState(o ArchiveOptions) *archiveState {
 	if limit == 0 {
 		limit = DefaultChunkCache
 	}
-	return &archiveState{opts: o, cache: newChunkCache(limit)}
+	return &archiveState{opts: o, cache: newChunkCache(limit), pool: newBufPool(poolBytes(limit))}
 }
 
 // ArchivesEnabled reports whether archives are listed (ArchiveOptions.Enabled).
@@ -274,7 +275,7 @@ type Archive struct {
 	unreadable error                 // why the content cannot be read (ErrEncrypted), or nil
 
 	last        atomic.Int64 // last chunk read, for the sequential read-ahead
-	prefetching atomic.Bool
+	prefetching atomic.Int32 // read-aheads running
 }
 
 // OpenArchive opens the archive of a finished snapshot shown as name (see
@@ -491,13 +492,13 @@ func (a *Archive) chunkRange(i int) (digest [32]byte, start, end uint64, ok bool
 	return
 }
 
-// chunk returns the verified data of chunk i (range [start, end)) from the
-// cache or the chunk store.
-func (a *Archive) chunk(i int, digest [32]byte, start, end uint64) ([]byte, error) {
+// chunk returns chunk i (range [start, end)), verified, from the cache or
+// the chunk store, with a reference the caller releases.
+func (a *Archive) chunk(i int, digest [32]byte, start, end uint64) (*chunk, error) {
 	// Loaded with the store's key whatever the archive: the chunk's own
 	// magic says whether it is encrypted, and the checks below compare that
 	// with the archive's crypt mode.
-	c, err := a.s.arch.cache.load(digest, func() (chunk, error) { return a.s.loadChunk(digest, a.s.arch.opts.Crypt) })
+	c, err := a.s.arch.cache.load(digest, func() (*chunk, error) { return a.s.loadChunk(digest, a.s.arch.opts.Crypt) })
 	if err != nil && !a.encrypted && errors.Is(err, ErrEncrypted) {
 		err = wrap("read chunk", a.s.abs(index.ChunkPath(digest)), ErrCorrupt,
 			fmt.Errorf("crypt mode mismatch: archive is %q, chunk is encrypted", a.info.CryptMode))
@@ -511,55 +512,20 @@ func (a *Archive) chunk(i int, digest [32]byte, start, end uint64) ([]byte, erro
 			err = wrap("read chunk", a.s.abs(index.ChunkPath(digest)), ErrCorrupt,
 				fmt.Errorf("detected chunk with wrong length (%d != %d)", len(c.data), end-start))
 		}
+		if err != nil {
+			c.release()
+		}
 	}
 	if err != nil {
 		return nil, wrap(fmt.Sprintf("read %s chunk %d (bytes %d-%d) of", a.info.Kind, i, start, end), a.path, nil, err)
 	}
-	return c.data, nil
+	return c, nil
 }
 
-// View returns the n bytes at off (fewer at the end, none past it) as a
-// read-only slice that may alias cached chunk data: callers must not modify
-// it. A read within one chunk costs no copy. A chunk that is missing or
-// fails verification makes the whole read fail (ErrCorrupt naming the
-// chunk); no unverified byte is ever returned.
-func (a *Archive) View(off int64, n int) ([]byte, error) {
-	if a.unreadable != nil {
-		return nil, a.unreadable
-	}
-	if off < 0 || n < 0 {
-		return nil, wrap("read archive", a.path, ErrInvalid, fmt.Errorf("offset %d, length %d", off, n))
-	}
-	if off >= a.size || n == 0 {
-		return nil, nil
-	}
-	n = int(min(int64(n), a.size-off))
-	if a.blob != nil {
-		return a.blob[off : off+int64(n)], nil
-	}
-	i, digest, start, end, ok := a.chunkAt(uint64(off))
-	if !ok {
-		return nil, wrap("read archive", a.path, ErrCorrupt, fmt.Errorf("no chunk holds offset %d", off))
-	}
-	if uint64(off)+uint64(n) <= end {
-		data, err := a.chunk(i, digest, start, end)
-		if err != nil {
-			return nil, err
-		}
-		a.readAhead(i)
-		rel := uint64(off) - start
-		return data[rel : rel+uint64(n)], nil
-	}
-	buf := make([]byte, n)
-	if _, err := a.ReadAt(buf, off); err != nil && err != io.EOF {
-		return nil, err
-	}
-	return buf, nil
-}
-
-// ReadAt implements io.ReaderAt over the content. Like View, it never
-// returns bytes of a chunk that failed verification: on error, n counts
-// only the verified bytes of the chunks before the failing one.
+// ReadAt implements io.ReaderAt over the content. It never returns bytes
+// of a chunk that is missing or failed verification: on error (ErrCorrupt
+// naming the chunk), n counts only the verified bytes of the chunks before
+// the failing one.
 func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 	if a.unreadable != nil {
 		return 0, a.unreadable
@@ -586,14 +552,15 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 		if !ok {
 			return n, wrap("read archive", a.path, ErrCorrupt, fmt.Errorf("no chunk holds offset %d", off))
 		}
-		data, err := a.chunk(i, digest, start, end)
+		c, err := a.chunk(i, digest, start, end)
 		if err != nil {
 			return n, err
 		}
+		k := copy(p[n:], c.data[uint64(off)-start:])
+		c.release()
 		a.readAhead(i)
-		c := copy(p[n:], data[uint64(off)-start:])
-		n += c
-		off += int64(c)
+		n += k
+		off += int64(k)
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -601,31 +568,43 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// readAheadChunks is how many chunks a sequential reader gets decoded
+// ahead of it, concurrently: on two cores, the next two chunks decode while
+// the current one is copied out.
+const readAheadChunks = 2
+
 // readAhead notes that chunk i was read and, when the reads go forward
-// chunk by chunk, loads chunk i+1 into the cache in the background, so that
-// a sequential reader finds it decoded while the current one is being
-// served. At most one read-ahead per archive runs at a time, and none when
-// the cache could not keep both chunks.
+// chunk by chunk, loads the next readAheadChunks chunks into the cache in
+// the background, so that a sequential reader finds them decoded. At most
+// readAheadChunks loads per archive run at a time, and none when the cache
+// could not keep them all beside the current one.
 func (a *Archive) readAhead(i int) {
 	prev := a.last.Swap(int64(i))
 	if prev != int64(i)-1 && prev != int64(i) {
 		return
 	}
-	digest, start, end, ok := a.chunkRange(i + 1)
-	if !ok || 2*int64(end-start) > a.s.arch.cache.limit || a.s.arch.cache.has(digest) {
-		return
-	}
-	if !a.prefetching.CompareAndSwap(false, true) {
-		return
-	}
-	started := a.s.arch.goBackground(func() {
-		defer a.prefetching.Store(false)
-		if _, err := a.chunk(i+1, digest, start, end); err != nil {
-			a.s.log.Debug("read-ahead failed", "err", err)
+	for j := i + 1; j <= i+readAheadChunks; j++ {
+		digest, start, end, ok := a.chunkRange(j)
+		if !ok || int64(readAheadChunks+1)*int64(end-start) > a.s.arch.cache.limit || a.s.arch.cache.has(digest) {
+			continue
 		}
-	})
-	if !started {
-		a.prefetching.Store(false)
+		if a.prefetching.Add(1) > readAheadChunks {
+			a.prefetching.Add(-1)
+			return
+		}
+		started := a.s.arch.goBackground(func() {
+			defer a.prefetching.Add(-1)
+			c, err := a.chunk(j, digest, start, end)
+			if err != nil {
+				a.s.log.Debug("read-ahead failed", "err", err)
+				return
+			}
+			c.release()
+		})
+		if !started {
+			a.prefetching.Add(-1)
+			return
+		}
 	}
 }
 

@@ -158,14 +158,7 @@ func checkContent(t *testing.T, s *Store, d *archiveData) {
 		for range 200 {
 			off := rng.Int64N(int64(len(want)) + 10)
 			n := rng.IntN(3*testChunk) + 1
-			v, err := a.View(off, n)
-			if err != nil {
-				t.Fatalf("%s: View(%d, %d): %v", name, off, n, err)
-			}
 			wantPart := want[min(off, int64(len(want))):min(off+int64(n), int64(len(want)))]
-			if !bytes.Equal(v, wantPart) {
-				t.Fatalf("%s: View(%d, %d) differs", name, off, n)
-			}
 			buf := make([]byte, n)
 			k, err := a.ReadAt(buf, off)
 			if k != len(wantPart) || !bytes.Equal(buf[:k], wantPart) || (k < n) != (err == io.EOF) {
@@ -195,13 +188,13 @@ func TestArchivesPlain(t *testing.T) {
 	checkContent(t, s, d)
 	// Zero-byte reads and reads at or past the end.
 	a, _ := s.OpenArchive(d.sn, "drive-scsi0.img")
-	if v, err := a.View(a.Size(), 10); err != nil || len(v) != 0 {
-		t.Errorf("View at end: %d, %v", len(v), err)
+	if n, err := a.ReadAt(nil, a.Size()); err != nil || n != 0 {
+		t.Errorf("empty read at end: %d, %v", n, err)
 	}
 	if n, err := a.ReadAt(make([]byte, 4), a.Size()+5); n != 0 || err != io.EOF {
 		t.Errorf("ReadAt past end: %d, %v", n, err)
 	}
-	if _, err := a.View(-1, 1); !errors.Is(err, ErrInvalid) {
+	if _, err := a.ReadAt(make([]byte, 1), -1); !errors.Is(err, ErrInvalid) {
 		t.Errorf("negative offset: %v", err)
 	}
 	if a.ChunkCount() != 4 || a.Stamp().IsZero() || a.Readable() != nil {
@@ -298,9 +291,9 @@ func TestArchiveDamagedChunks(t *testing.T) {
 			p := chunkFile(t, s, a, 5000)
 			tc.damage(t, p)
 			for _, r := range [][2]int64{{5000, 10}, {4990, 20}, {70000, 5000}} {
-				v, err := a.View(r[0], int(r[1]))
+				v, err := view(a, r[0], int(r[1]))
 				if !errors.Is(err, ErrCorrupt) || v != nil {
-					t.Fatalf("View%v: %d bytes, %v", r, len(v), err)
+					t.Fatalf("read %v: %d bytes, %v", r, len(v), err)
 				}
 				if !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), tc.msg) {
 					t.Errorf("error does not name the chunk %s or say %q: %v", p, tc.msg, err)
@@ -312,10 +305,10 @@ func TestArchiveDamagedChunks(t *testing.T) {
 				t.Errorf("ReadAt across: %d, %v", n, err)
 			}
 			// The other chunks still read.
-			if v, err := a.View(0, 5000); err != nil || !bytes.Equal(v, d.stream[:5000]) {
+			if v, err := view(a, 0, 5000); err != nil || !bytes.Equal(v, d.stream[:5000]) {
 				t.Errorf("first chunk: %v", err)
 			}
-			if v, err := a.View(75000, 100); err != nil || !bytes.Equal(v, d.stream[75000:75100]) {
+			if v, err := view(a, 75000, 100); err != nil || !bytes.Equal(v, d.stream[75000:75100]) {
 				t.Errorf("third chunk: %v", err)
 			}
 		})
@@ -375,8 +368,8 @@ func TestArchiveEncrypted(t *testing.T) {
 			if !errors.Is(a.Readable(), ErrEncrypted) {
 				t.Errorf("%s: readable %v", name, a.Readable())
 			}
-			if _, err := a.View(0, 10); !errors.Is(err, ErrEncrypted) {
-				t.Errorf("%s: View %v", name, err)
+			if _, err := view(a, 0, 10); !errors.Is(err, ErrEncrypted) {
+				t.Errorf("%s: read %v", name, err)
 			}
 			if _, err := a.ReadAt(make([]byte, 10), 0); !errors.Is(err, ErrEncrypted) {
 				t.Errorf("%s: ReadAt %v", name, err)
@@ -436,13 +429,13 @@ func TestArchiveEncrypted(t *testing.T) {
 		bad := append([]byte(nil), orig...)
 		bad[30] ^= 1
 		os.WriteFile(p, bad, 0o644)
-		if _, err := a.View(3*testChunk, 10); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "decrypt") {
+		if _, err := view(a, 3*testChunk, 10); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "decrypt") {
 			t.Errorf("bad tag: %v", err)
 		}
 		// An unencrypted chunk where an encrypted one belongs.
 		plain, _ := manifest.EncodeBlob(d.image[3*testChunk:], true)
 		os.WriteFile(p, plain, 0o644)
-		if _, err := a.View(3*testChunk, 10); !errors.Is(err, ErrCorrupt) {
+		if _, err := view(a, 3*testChunk, 10); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("plain chunk in encrypted archive: %v", err)
 		}
 	})
@@ -461,7 +454,7 @@ func TestArchiveCryptModeMismatch(t *testing.T) {
 	for _, cfg := range []*manifest.CryptConfig{nil, key} {
 		s2 := openArchiveStore(t, s.Path(), ArchiveOptions{Enabled: true, Crypt: cfg, CacheBytes: -1})
 		a, _ := s2.OpenArchive(d.sn, "root.pxar")
-		if _, err := a.View(0, 10); !errors.Is(err, ErrCorrupt) {
+		if _, err := view(a, 0, 10); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("key %v: %v", cfg != nil, err)
 		}
 	}
@@ -617,22 +610,24 @@ func TestInsertChunk(t *testing.T) {
 
 func TestChunkCacheBound(t *testing.T) {
 	c := newChunkCache(100)
-	mk := func(n int) func() (chunk, error) {
-		return func() (chunk, error) { return chunk{data: make([]byte, n)}, nil }
+	mk := func(n int) func() (*chunk, error) {
+		return func() (*chunk, error) { return newChunk(make([]byte, n), nil, false, nil), nil }
 	}
 	for i := range 10 {
-		if _, err := c.load([32]byte{byte(i)}, mk(30)); err != nil {
+		v, err := c.load([32]byte{byte(i)}, mk(30))
+		if err != nil {
 			t.Fatal(err)
 		}
+		v.release()
 		if n, size := c.stats(); size > 100 || n > 3 {
 			t.Fatalf("after %d: %d entries, %d bytes", i, n, size)
 		}
 	}
 	// The most recent ones are kept.
-	if _, ok := c.get([32]byte{9}); !ok {
+	if !c.has([32]byte{9}) {
 		t.Error("newest evicted")
 	}
-	if _, ok := c.get([32]byte{0}); ok {
+	if c.has([32]byte{0}) {
 		t.Error("oldest kept")
 	}
 	// Larger than the whole cache: served, not kept.
@@ -641,7 +636,7 @@ func TestChunkCacheBound(t *testing.T) {
 	}
 	// Errors are not cached.
 	boom := errors.New("boom")
-	if _, err := c.load([32]byte{50}, func() (chunk, error) { return chunk{}, boom }); err != boom {
+	if _, err := c.load([32]byte{50}, func() (*chunk, error) { return nil, boom }); err != boom {
 		t.Error(err)
 	}
 	if c.has([32]byte{50}) {
@@ -655,24 +650,118 @@ func TestChunkCacheBound(t *testing.T) {
 	}
 }
 
+// A chunk's memory goes back to the pool only when the cache has dropped
+// it and every reader has released it: never while someone reads it.
+func TestChunkCacheReferences(t *testing.T) {
+	pool := newBufPool(1 << 20)
+	c := newChunkCache(100)
+	mk := func(fill byte) func() (*chunk, error) {
+		return func() (*chunk, error) {
+			buf := pool.Get(40)[:40]
+			for i := range buf {
+				buf[i] = fill
+			}
+			return newChunk(buf, buf, false, pool), nil
+		}
+	}
+	held, err := c.load([32]byte{1}, mk(1)) // a reader keeps it
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := c.load([32]byte{1}, mk(9)) // a cache hit: same chunk, another reference
+	if again != held || held.refs.Load() != 3 {
+		t.Fatalf("hit: same %v, %d references (want the cache's and two readers')", again == held, held.refs.Load())
+	}
+	again.release()
+	for i := byte(2); i < 6; i++ { // push chunk 1 out of the cache
+		v, err := c.load([32]byte{i}, mk(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.release()
+	}
+	if c.has([32]byte{1}) {
+		t.Fatal("chunk 1 still cached")
+	}
+	if held.refs.Load() != 1 {
+		t.Fatalf("evicted chunk has %d references, want the reader's", held.refs.Load())
+	}
+	// Its memory is not handed out while the reader holds it.
+	poolled, _ := pool.held()
+	for range poolled {
+		b := pool.Get(40)[:40]
+		if &b[0] == &held.data[0] {
+			t.Fatal("memory of a chunk in use lent out")
+		}
+	}
+	for _, b := range held.data {
+		if b != 1 {
+			t.Fatal("chunk in use overwritten")
+		}
+	}
+	held.release()
+	if n, _ := pool.held(); n != 1 {
+		t.Errorf("pool holds %d buffers after the last release, want 1", n)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a release too many did not panic")
+		}
+	}()
+	held.release()
+}
+
+func TestBufPool(t *testing.T) {
+	p := newBufPool(100 << 10)
+	a := p.Get(40000)
+	if cap(a) < 40000 || len(a) != 0 {
+		t.Fatalf("Get: len %d cap %d", len(a), cap(a))
+	}
+	p.Put(a)
+	if b := p.Get(39000); &b[:1][0] != &a[:1][0] {
+		t.Error("a fitting free buffer was not reused")
+	}
+	p.Put(a)
+	if b := p.Get(10000); &b[:1][0] == &a[:1][0] {
+		t.Error("a buffer four times too large was lent (wasting memory)")
+	}
+	// The limit: the oldest free buffers go.
+	p = newBufPool(10 << 10)
+	for range 5 {
+		p.Put(make([]byte, 0, 4<<10))
+	}
+	if n, bytes := p.held(); n != 2 || bytes != 8<<10 {
+		t.Errorf("holds %d buffers, %d bytes; want 2, 8 KiB", n, bytes)
+	}
+	p.Put(make([]byte, 0, 20<<10)) // larger than the whole limit: dropped
+	if n, _ := p.held(); n != 2 {
+		t.Errorf("holds %d buffers after an oversized Put", n)
+	}
+}
+
 func TestChunkCacheSingleLoad(t *testing.T) {
 	c := newChunkCache(1 << 20)
 	var mu sync.Mutex
 	loads := 0
 	release := make(chan struct{})
-	load := func() (chunk, error) {
+	var loaded *chunk
+	load := func() (*chunk, error) {
 		mu.Lock()
 		loads++
 		mu.Unlock()
 		<-release
-		return chunk{data: []byte("data")}, nil
+		loaded = newChunk([]byte("data"), nil, false, nil)
+		return loaded, nil
 	}
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if v, err := c.load([32]byte{1}, load); err != nil || string(v.data) != "data" {
+			v, err := c.load([32]byte{1}, load)
+			if err != nil || string(v.data) != "data" {
 				t.Error(err)
+				return
 			}
+			v.release()
 		})
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -680,6 +769,9 @@ func TestChunkCacheSingleLoad(t *testing.T) {
 	wg.Wait()
 	if loads != 1 {
 		t.Errorf("%d loads", loads)
+	}
+	if n := loaded.refs.Load(); n != 1 {
+		t.Errorf("%d references left, want the cache's", n)
 	}
 }
 
@@ -691,8 +783,8 @@ func TestArchiveReadAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.View(0, 10)
-	a.View(10, 10) // same chunk again: sequential
+	view(a, 0, 10)
+	view(a, 10, 10) // same chunk again: sequential
 	next, _, _, _ := a.chunkRange(1)
 	deadline := time.Now().Add(5 * time.Second)
 	for !s.arch.cache.has(next) {
@@ -706,13 +798,26 @@ func TestArchiveReadAhead(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for off := int64(g); off < a.Size(); off += 997 {
-				v, err := a.View(off, 3000)
+				v, err := view(a, off, 3000)
 				if err != nil || !bytes.Equal(v, d.stream[off:min(off+3000, int64(len(d.stream)))]) {
-					t.Errorf("View(%d): %v", off, err)
+					t.Errorf("read at %d: %v", off, err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// view reads n bytes at off (fewer at the end), nothing on error.
+func view(a *Archive, off int64, n int) ([]byte, error) {
+	buf := make([]byte, n)
+	k, err := a.ReadAt(buf, off)
+	switch {
+	case err == io.EOF:
+		err = nil
+	case err != nil:
+		return nil, err // as the mount answers: an error, no bytes
+	}
+	return buf[:k], err
 }

@@ -90,72 +90,78 @@ func (s *Store) mkdirRel(rel string, mode uint32) error {
 	return nil
 }
 
-// chunk is a decoded, verified chunk.
-type chunk struct {
-	data      []byte // plain data; shared, never modified
-	encrypted bool   // stored encrypted
-}
-
 // loadChunk reads the chunk with the given digest and verifies it the way
 // PBS's DataBlob::load_from_reader and decode(config, digest) do: CRC,
 // decryption (tag) and decompression, then the digest of the plain data —
 // SHA-256, or SHA-256(data ‖ id_key) for encrypted chunks. Every failure is
 // ErrCorrupt naming the chunk file, except an encrypted chunk without a key
 // (ErrEncrypted) and I/O errors.
-func (s *Store) loadChunk(digest [32]byte, cfg *manifest.CryptConfig) (chunk, error) {
+func (s *Store) loadChunk(digest [32]byte, cfg *manifest.CryptConfig) (*chunk, error) {
 	const op = "read chunk"
 	rel := index.ChunkPath(digest)
-	raw, _, err := s.readRel(rel, maxChunkFile)
+	pool := s.arch.pool
+	raw, _, err := s.readRelInto(rel, maxChunkFile, pool)
 	if err != nil {
 		switch kind := classify(err); {
 		case errors.Is(err, errLoop):
-			return chunk{}, wrap(op, s.abs(rel), ErrCorrupt, errors.New("is a symlink; not followed"))
+			return nil, wrap(op, s.abs(rel), ErrCorrupt, errors.New("is a symlink; not followed"))
 		case kind == ErrNotFound:
-			return chunk{}, wrap(op, s.abs(rel), ErrCorrupt, errMissingChunk)
+			return nil, wrap(op, s.abs(rel), ErrCorrupt, errMissingChunk)
 		default:
-			return chunk{}, wrap(op, s.abs(rel), nil, err)
+			return nil, wrap(op, s.abs(rel), nil, err)
 		}
 	}
 	b, err := manifest.ParseBlob(raw)
 	if err != nil {
-		return chunk{}, wrap(op, s.abs(rel), ErrCorrupt, err)
+		pool.Put(raw)
+		return nil, wrap(op, s.abs(rel), ErrCorrupt, err)
 	}
 	if b.Encrypted() && cfg == nil {
-		return chunk{}, wrap(op, s.abs(rel), ErrEncrypted, manifest.ErrEncrypted)
+		pool.Put(raw)
+		return nil, wrap(op, s.abs(rel), ErrEncrypted, manifest.ErrEncrypted)
 	}
-	data, err := b.DecodeWith(cfg)
+	data, buf, err := b.DecodeInto(cfg, pool)
 	if err != nil {
-		return chunk{}, wrap(op, s.abs(rel), ErrCorrupt, err)
+		pool.Put(raw)
+		return nil, wrap(op, s.abs(rel), ErrCorrupt, err)
+	}
+	if buf == nil {
+		buf = raw // data is the payload of the file
+	} else {
+		pool.Put(raw)
 	}
 	var keyed *manifest.CryptConfig
 	if b.Encrypted() {
 		keyed = cfg
 	}
 	if got := manifest.ChunkDigest(data, keyed); got != digest {
-		return chunk{}, wrap(op, s.abs(rel), ErrCorrupt,
+		pool.Put(buf)
+		return nil, wrap(op, s.abs(rel), ErrCorrupt,
 			fmt.Errorf("%w (decoded %d bytes hash to %x)", manifest.ErrDigest, len(data), got))
 	}
-	return chunk{data: data, encrypted: b.Encrypted()}, nil
+	return newChunk(data, buf, b.Encrypted(), pool), nil
 }
 
 // chunkCache is a least-recently-used cache of decoded chunks, bounded by
 // the bytes of chunk data it holds, with one loader per chunk at a time
 // (concurrent readers of a chunk being loaded wait for that load instead of
 // decoding it again). Chunks are content-addressed: a digest always names
-// the same data, so entries never go stale.
+// the same data, so entries never go stale. The cache holds a reference to
+// each chunk it keeps and releases it on eviction.
 type chunkCache struct {
 	limit int64
 
 	mu     sync.Mutex
-	lru    *simplelru.LRU[[32]byte, chunk]
+	lru    *simplelru.LRU[[32]byte, *chunk]
 	size   int64
 	flight map[[32]byte]*chunkLoad
 }
 
 type chunkLoad struct {
-	done chan struct{}
-	c    chunk
-	err  error
+	done    chan struct{}
+	waiters int32 // readers waiting for the load, each owed a reference
+	c       *chunk
+	err     error
 }
 
 // newChunkCache makes a cache holding at most limit bytes of chunk data;
@@ -168,15 +174,11 @@ func newChunkCache(limit int64) *chunkCache {
 	if limit > 0 && limit < int64(n) {
 		n = int(limit)
 	}
-	c.lru, _ = simplelru.NewLRU(n, func(_ [32]byte, v chunk) { c.size -= int64(len(v.data)) })
+	c.lru, _ = simplelru.NewLRU(n, func(_ [32]byte, v *chunk) {
+		c.size -= int64(len(v.data))
+		v.release()
+	})
 	return c
-}
-
-// get returns the chunk if it is cached.
-func (c *chunkCache) get(d [32]byte) (chunk, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lru.Get(d)
 }
 
 // has reports whether the chunk is cached or being loaded, without
@@ -189,14 +191,17 @@ func (c *chunkCache) has(d [32]byte) bool {
 }
 
 // load returns the chunk from the cache or from load, which runs at most
-// once at a time per digest.
-func (c *chunkCache) load(d [32]byte, load func() (chunk, error)) (chunk, error) {
+// once at a time per digest and returns a chunk with one reference. The
+// caller gets a reference of its own and releases it when done.
+func (c *chunkCache) load(d [32]byte, load func() (*chunk, error)) (*chunk, error) {
 	c.mu.Lock()
 	if v, ok := c.lru.Get(d); ok {
+		v.acquire()
 		c.mu.Unlock()
 		return v, nil
 	}
 	if l, ok := c.flight[d]; ok {
+		l.waiters++
 		c.mu.Unlock()
 		<-l.done
 		return l.c, l.err
@@ -210,6 +215,7 @@ func (c *chunkCache) load(d [32]byte, load func() (chunk, error)) (chunk, error)
 	c.mu.Lock()
 	delete(c.flight, d)
 	if l.err == nil {
+		l.c.refs.Add(l.waiters)
 		c.addLocked(d, l.c)
 	}
 	c.mu.Unlock()
@@ -217,14 +223,14 @@ func (c *chunkCache) load(d [32]byte, load func() (chunk, error)) (chunk, error)
 	return l.c, l.err
 }
 
-func (c *chunkCache) addLocked(d [32]byte, v chunk) {
+// addLocked keeps v, taking a reference, unless it is larger than the
+// whole cache.
+func (c *chunkCache) addLocked(d [32]byte, v *chunk) {
 	n := int64(len(v.data))
-	if n > c.limit {
+	if n > c.limit || c.lru.Contains(d) {
 		return
 	}
-	if c.lru.Contains(d) {
-		return
-	}
+	v.acquire()
 	c.lru.Add(d, v)
 	c.size += n
 	for c.size > c.limit {

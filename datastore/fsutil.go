@@ -126,6 +126,12 @@ func fstat(f *os.File) (Stamp, error) {
 // with O_NONBLOCK (a plain open would wait for a writer forever, hanging
 // every request that reads it), a socket cannot be opened (ENXIO).
 func (s *Store) readRel(rel string, limit int64) ([]byte, Stamp, error) {
+	return s.readRelInto(rel, limit, nil)
+}
+
+// readRelInto is readRel reading into a buffer from pool (nil: a new one).
+// On error nothing is kept from the pool.
+func (s *Store) readRelInto(rel string, limit int64, pool *bufPool) ([]byte, Stamp, error) {
 	fd, err := s.openRelFd(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if errors.Is(err, unix.ENXIO) { // a socket
 		return nil, Stamp{}, fmt.Errorf("%w: %w", err, errNotRegular)
@@ -145,7 +151,12 @@ func (s *Store) readRel(rel string, limit int64) ([]byte, Stamp, error) {
 	if st.Size > limit {
 		return nil, st, fmt.Errorf("%s: %d bytes, larger than the limit of %d: %w", name, st.Size, limit, errTooBig)
 	}
-	buf := make([]byte, st.Size)
+	var buf []byte
+	if pool != nil {
+		buf = pool.Get(int(st.Size))[:st.Size]
+	} else {
+		buf = make([]byte, st.Size)
+	}
 	n := 0
 	for n < len(buf) {
 		k, err := unix.Read(fd, buf[n:])
@@ -153,6 +164,9 @@ func (s *Store) readRel(rel string, limit int64) ([]byte, Stamp, error) {
 			continue
 		}
 		if err != nil {
+			if pool != nil {
+				pool.Put(buf)
+			}
 			return nil, st, fmt.Errorf("read %s: %w", name, &os.PathError{Op: "read", Path: name, Err: err})
 		}
 		if k == 0 {

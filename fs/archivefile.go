@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"io"
 	"sync"
 	"time"
 
@@ -124,14 +125,18 @@ var (
 	_ fusefs.HandleReader = (*archiveHandle)(nil)
 )
 
-// Read serves a range; within one chunk the cached chunk data is handed to
-// bazil as is (it copies it into the reply).
+// Read serves a range, copied into the reply buffer bazil provides (the
+// chunk memory it comes from is reused once the cache drops the chunk).
 func (h *archiveHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	data, err := h.arch.View(req.Offset, req.Size)
-	if err != nil {
+	buf := resp.Data[:0]
+	if cap(buf) < req.Size {
+		buf = make([]byte, 0, req.Size)
+	}
+	n, err := h.arch.ReadAt(buf[:req.Size], req.Offset)
+	if err != nil && err != io.EOF {
 		return h.n.fs.errno("read "+h.n.display(), err)
 	}
-	resp.Data = data
+	resp.Data = buf[:n]
 	return nil
 }
 

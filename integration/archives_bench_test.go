@@ -125,7 +125,9 @@ func dropPages(tb testing.TB, f *os.File) {
 }
 
 // archiveBenchStore writes the benchmark store and mounts it with
-// --archives: vm/100 has a 256 MiB image of distinct chunks (four times the
+// --archives and the flags in $PBSFS_BENCH_EXTRA (e.g. "--cpuprofile
+// /tmp/cpu.prof" to profile, "--chunk-cache 1024" to measure the FUSE
+// transfer alone): vm/100 has a 256 MiB image of distinct chunks (four times the
 // default chunk cache, so a sequential pass decodes every chunk again),
 // vm/101 a 32 MiB one (fits in the cache).
 func archiveBenchStore(b *testing.B) (store string, big *index.Fixed, bigImg, smallImg []byte, m *benchMount) {
@@ -140,7 +142,7 @@ func archiveBenchStore(b *testing.B) (store string, big *index.Fixed, bigImg, sm
 	big, bigImg = benchImage(b, st, "100", 64)
 	_, smallImg = benchImage(b, st, "101", 8)
 	st.Close()
-	return store, big, bigImg, smallImg, startBenchMount(b, store, "--archives")
+	return store, big, bigImg, smallImg, startBenchMount(b, store, append([]string{"--archives"}, strings.Fields(os.Getenv("PBSFS_BENCH_EXTRA"))...)...)
 }
 
 const (

@@ -148,14 +148,59 @@ func (b *Blob) Decode() ([]byte, error) {
 	if b.Encrypted() {
 		return nil, ErrEncrypted
 	}
+	data, _, err := b.DecodeInto(nil, heapBuffers{})
+	return data, err
+}
+
+// Buffers lends the memory a decode writes into, so that a reader of many
+// chunks can reuse it instead of allocating (and zeroing) megabytes per
+// chunk. Get returns a slice of length 0 and capacity at least n; Put takes
+// back one that nothing uses any more.
+type Buffers interface {
+	Get(n int) []byte
+	Put(b []byte)
+}
+
+// heapBuffers allocates every buffer and lets the garbage collector take
+// them back.
+type heapBuffers struct{}
+
+func (heapBuffers) Get(n int) []byte { return make([]byte, 0, n) }
+func (heapBuffers) Put([]byte)       {}
+
+// DecodeInto is DecodeWith writing into memory from bufs. It returns the
+// plain data and buf, the buffer from bufs that holds it, which the caller
+// owns and gives back to bufs once data is no longer used; buf is nil when
+// data aliases b.Payload (an uncompressed, unencrypted blob). Buffers used
+// on the way (the decrypted form of a compressed payload, or the output of
+// a failed decode) are given back before it returns. With c == nil an
+// encrypted blob yields ErrEncrypted.
+func (b *Blob) DecodeInto(c *CryptConfig, bufs Buffers) (data, buf []byte, err error) {
+	payload := b.Payload
+	var plain []byte // bufs memory holding payload, when decrypted
+	if b.Encrypted() {
+		if c == nil {
+			return nil, nil, ErrEncrypted
+		}
+		if plain, err = c.decrypt(b, bufs); err != nil {
+			return nil, nil, err
+		}
+		payload = plain
+	}
 	if !b.Compressed() {
-		return b.Payload, nil
+		return payload, plain, nil
 	}
-	c, err := sharedCodec()
+	codec, err := sharedCodec()
+	if err == nil {
+		data, err = codec.decompress(payload, bufs)
+	}
+	if plain != nil {
+		bufs.Put(plain)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c.decompress(b.Payload)
+	return data, data, nil
 }
 
 // DecodeBlob is ParseBlob followed by Decode.
@@ -321,7 +366,7 @@ func satAdd(a, b uint64) uint64 {
 // writers); there the decoder's per-frame limit is exact. A multi-frame
 // stream that might exceed the limit is refused (ErrTooLarge) even if it
 // would in fact fit; PBS never writes those.
-func (c *codec) decompress(payload []byte) ([]byte, error) {
+func (c *codec) decompress(payload []byte, bufs Buffers) ([]byte, error) {
 	bound, declared, frames, err := zstdScan(payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -335,15 +380,24 @@ func (c *codec) decompress(payload []byte) ([]byte, error) {
 		}
 		bound = MaxBlobSize
 	}
-	out, err := c.dec.DecodeAll(payload, make([]byte, 0, bound+64))
+	buf := bufs.Get(int(bound) + 64)
+	out, err := c.dec.DecodeAll(payload, buf[:0])
 	if err != nil {
+		bufs.Put(buf)
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
 			return nil, fmt.Errorf("%w: zstd payload decodes to more than %d bytes (or needs a larger window): %w", ErrTooLarge, MaxBlobSize, err)
 		}
 		return nil, fmt.Errorf("%w: zstd decode of %d-byte payload: %w", ErrCorrupt, len(payload), err)
 	}
 	if len(out) > MaxBlobSize { // cannot happen (see above); keep the promise anyway
+		bufs.Put(buf)
 		return nil, fmt.Errorf("%w: decoded %d bytes, limit %d", ErrTooLarge, len(out), MaxBlobSize)
+	}
+	if !sameArray(out, buf) {
+		bufs.Put(buf) // the decoder outgrew buf (cannot happen either): out is its own
 	}
 	return out, nil
 }
+
+// sameArray reports whether a and b share their first byte of memory.
+func sameArray(a, b []byte) bool { return cap(a) > 0 && cap(b) > 0 && &a[:1][0] == &b[:1][0] }

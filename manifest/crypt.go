@@ -95,26 +95,26 @@ func ChunkDigest(data []byte, c *CryptConfig) [32]byte {
 // decompresses (bounded like Decode); unencrypted blobs are decoded as by
 // Decode. The result never aliases b.Payload for encrypted blobs.
 func (c *CryptConfig) DecryptBlob(b *Blob) ([]byte, error) {
-	if !b.Encrypted() {
-		return b.Decode()
-	}
+	data, _, err := b.DecodeInto(c, heapBuffers{})
+	return data, err
+}
+
+// decrypt checks the GCM tag of an encrypted blob and returns its
+// decrypted payload (still compressed for the compressed-encrypted magic)
+// in a buffer from bufs.
+func (c *CryptConfig) decrypt(b *Blob, bufs Buffers) ([]byte, error) {
 	// GCM wants ciphertext ‖ tag in one slice; the blob keeps the tag in
 	// the header. One copy, then decryption in place.
-	buf := make([]byte, len(b.Payload)+tagSize)
+	n := len(b.Payload) + tagSize
+	buf := bufs.Get(n)[:n]
 	copy(buf, b.Payload)
 	copy(buf[len(b.Payload):], b.Tag[:])
 	plain, err := c.aead.Open(buf[:0], b.IV[:], buf, nil)
 	if err != nil {
+		bufs.Put(buf)
 		return nil, fmt.Errorf("%w: %s payload of %d bytes", ErrDecrypt, b.Magic, len(b.Payload))
 	}
-	if !b.Compressed() {
-		return plain, nil
-	}
-	codec, err := sharedCodec()
-	if err != nil {
-		return nil, err
-	}
-	return codec.decompress(plain)
+	return plain, nil
 }
 
 // DecodeWith decodes the blob with an optional key: with c == nil it is
