@@ -38,6 +38,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"mount", "--bogus", "/x", "/y"}, ExitUsage, "", "flag provided but not defined: -bogus"},
 		{[]string{"mount", "--lock-scheme", "flock", "/x", "/y"}, ExitUsage, "", "--lock-scheme"},
 		{[]string{"mount", "--cache-size", "0", "/x", "/y"}, ExitUsage, "", "--cache-size"},
+		{[]string{"mount", "--read-ahead", "-1", "/x", "/y"}, ExitUsage, "", "--read-ahead"},
 		{[]string{"mount", "--store", "a/b", "/x", "/y"}, ExitUsage, "", "--store"},
 		{[]string{"mount", "/nonexistent-store", "/y"}, ExitDatastore, "", "does not exist"},
 		{[]string{"mount", store, "/nonexistent-mnt"}, ExitMountPoint, "", "mkdir -p /nonexistent-mnt"},

@@ -158,6 +158,7 @@ func runDemo(o demoOptions, stdout, stderr io.Writer) (err error) {
 		lockDir:    filepath.Join(tmp, "locks"),
 		cacheSize:  4096,
 		recheck:    pbsfs.DefaultRecheck,
+		readAhead:  DefaultReadAheadKiB,
 		// The generated store has manifests only: no archives to show.
 		archives:  archiveFlags{enabled: !o.large(), keyfile: keyPath, cacheMiB: datastore.DefaultChunkCache >> 20},
 		log:       o.log,

@@ -63,6 +63,8 @@ Options:
                            the kernel then caches for 1s only)
       --ttl DURATION       how long the kernel may cache entries, attributes
                            and listings (default 10m, or 1s with --recheck 0)
+      --read-ahead KiB     kernel read-ahead for sequential reads of the mount
+                           (default 1024; 0 keeps the kernel's 128; needs root)
 ` + archivesHelp + `  -v, --verbose            log what pbsfs does (info level)
       --debug              log every FUSE request (debug level)
       --cpuprofile FILE    write a CPU profile of the whole mount to FILE
@@ -99,6 +101,7 @@ type mountOptions struct {
 	cacheSize  int
 	recheck    time.Duration // --recheck; 0 = off
 	ttl        time.Duration // --ttl; 0 = the default
+	readAhead  int           // --read-ahead in KiB; 0 = the kernel's
 	archives   archiveFlags  // --archives, --keyfile, ... (archives.go)
 	log        logOptions
 	cpuProfile string // --cpuprofile; "" = none
@@ -123,6 +126,7 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.cacheSize, "cache-size", datastore.DefaultCacheSize, "")
 	fs.DurationVar(&o.recheck, "recheck", pbsfs.DefaultRecheck, "")
 	fs.DurationVar(&o.ttl, "ttl", 0, "")
+	fs.IntVar(&o.readAhead, "read-ahead", DefaultReadAheadKiB, "")
 	o.archives.register(fs)
 	fs.BoolVar(&o.log.verbose, "v", false, "")
 	fs.BoolVar(&o.log.verbose, "verbose", false, "")
@@ -163,6 +167,9 @@ func (o *mountOptions) validate(cmd string) error {
 	}
 	if o.cacheSize < 1 {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("--cache-size: %d is not a positive number", o.cacheSize)}
+	}
+	if o.readAhead < 0 || o.readAhead > 1<<20 {
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("--read-ahead: %d is not a size in KiB between 0 and 1048576", o.readAhead)}
 	}
 	if err := o.archives.validate(cmd); err != nil {
 		return err
@@ -314,6 +321,9 @@ func serve(o mountOptions) error {
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(filesys) }()
+	if o.readAhead > 0 {
+		setReadAhead(mnt, o.readAhead, "/sys", log) // stats mnt: only once served
+	}
 
 	fmt.Fprintf(o.stderr, "pbsfs: serving %s at %s\n", store.Path(), mnt)
 	fmt.Fprintf(o.stderr, "pbsfs: unmount with: fusermount3 -u %s (or press Ctrl-C here)\n", mnt)
