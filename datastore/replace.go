@@ -25,10 +25,11 @@ type fileOwner struct {
 }
 
 // replaceFile atomically replaces dirRel/name with data: a temp file in the
-// same directory (flocked while it exists, see TempPrefix), fchown+fchmod to
-// keep the owner and mode, fsync, rename over the target, fsync the
-// directory. On any error the temp file is removed and the target is
-// untouched. It returns the stamp of the new file.
+// same directory (flocked while it exists, see TempPrefix), created with the
+// target's mode and given its owner (fchown, and fchmod only when the umask
+// took bits), fsync, rename over the target, fsync the directory. On any
+// error the temp file is removed and the target is untouched. It returns
+// the stamp of the new file.
 func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (Stamp, error) {
 	dir, err := s.openRel(dirRel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
@@ -42,7 +43,7 @@ func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (St
 		return Stamp{}, fmt.Errorf("temp name: %w", err)
 	}
 	tmp := TempPrefix + name + "." + hex.EncodeToString(rnd[:])
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(own.mode.Perm()))
 	if err != nil {
 		return Stamp{}, &os.PathError{Op: "create", Path: s.abs(dirRel + "/" + tmp), Err: err}
 	}
@@ -83,6 +84,7 @@ func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (St
 
 // keepOwner gives the temp file the owner, group and mode of the file it
 // replaces. chown first: it may clear set-id bits that chmod then restores.
+// Each call is skipped when the file has that owner or mode already.
 func keepOwner(f *os.File, own fileOwner) error {
 	st, err := fstat(f)
 	if err != nil {
@@ -92,6 +94,9 @@ func keepOwner(f *os.File, own fileOwner) error {
 		if err := unix.Fchown(int(f.Fd()), int(own.uid), int(own.gid)); err != nil {
 			return &os.PathError{Op: fmt.Sprintf("chown %d:%d (to keep the replaced file's owner)", own.uid, own.gid), Path: f.Name(), Err: err}
 		}
+	}
+	if st.Mode.Perm() == own.mode.Perm() {
+		return nil
 	}
 	if err := unix.Fchmod(int(f.Fd()), uint32(own.mode.Perm())); err != nil {
 		return &os.PathError{Op: "chmod", Path: f.Name(), Err: err}

@@ -79,16 +79,15 @@ func (l *Locker) lockFileNB(path string, exclusive bool) (*Lock, error) {
 }
 
 // lockFileWait takes an exclusive flock on the lock file at path, waiting up
-// to timeout, then verifies it with a double stat. The file is created
-// atomically with mode and owner first; the waiting itself uses gofrs/flock's
+// to timeout, then verifies it with a double stat. The waiting uses gofrs/flock's
 // TryLockContext, which re-opens the path for every attempt, so a lock file
-// that is unlinked and re-created while we wait is picked up.
+// that is unlinked and re-created while we wait is picked up. A lock file
+// that does not exist yet is created atomically with mode and owner (and,
+// with mkParents, its directory) before gofrs opens it: gofrs never creates
+// it itself, since it would get the umask and our owner instead of 0660
+// backup:backup. Lock files usually exist (PBS and pbsfs leave them), so
+// the common case is one open.
 func (l *Locker) lockFileWait(path string, timeout time.Duration, mkParents bool) (*Lock, error) {
-	if mkParents {
-		if err := l.mkdirAll(filepath.Dir(path)); err != nil {
-			return nil, err
-		}
-	}
 	ctx := context.Background()
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -96,16 +95,9 @@ func (l *Locker) lockFileWait(path string, timeout time.Duration, mkParents bool
 		defer cancel()
 	}
 	for attempt := 0; ; attempt++ {
-		f, err := l.openOrCreate(path, mkParents)
-		if err != nil {
-			return nil, err
-		}
-		f.Close()
-
-		// No O_CREATE: gofrs must never create the file itself (it would
-		// get the umask and our owner instead of 0660 backup:backup).
 		fl := flock.New(path, flock.SetFlag(openFlags), flock.SetPermissions(lockFileMode))
 		var ok bool
+		var err error
 		if timeout > 0 {
 			ok, err = fl.TryLockContext(ctx, pollInterval)
 		} else {
@@ -114,7 +106,14 @@ func (l *Locker) lockFileWait(path string, timeout time.Duration, mkParents bool
 		if err != nil || !ok {
 			switch {
 			case errors.Is(err, fs.ErrNotExist) && ctx.Err() == nil && attempt < maxCreateRaces:
-				continue // unlinked between our create and gofrs's open
+				// Not there yet, or unlinked meanwhile: create it (and its
+				// directory) and try again.
+				f, err := l.openOrCreate(path, mkParents)
+				if err != nil {
+					return nil, err
+				}
+				f.Close()
+				continue
 			case timeout > 0 && (err == nil || ctx.Err() != nil):
 				return nil, fmt.Errorf("%w after %v", ErrTimeout, timeout)
 			case err != nil:
