@@ -17,6 +17,16 @@
 //     (non-blocking) → manifest lock → refuse if .protected → remove the
 //     directory → drop the lock files → (run scheme) remove an emptied group.
 //
+// Archives (ListArchives, OpenArchive) are read-only: blobs decoded whole,
+// fixed and dynamic indexes read chunk by chunk through Archive.ReadAt.
+// Every chunk is verified (CRC, decryption tag, digest of the plain data)
+// before a byte of it is returned; a missing or damaged one fails the read
+// with ErrCorrupt naming the chunk file. Decoded chunks sit in an LRU bounded
+// by bytes; a sequential reader gets the next two chunks decoded ahead, in
+// parallel. The memory of chunks the cache drops is reused for the next
+// loads (a small pool): a chunk is reference-counted, and its memory goes
+// back only once the cache and every reader copying from it have let go.
+//
 // Every path below the datastore is opened with openat2(RESOLVE_BENEATH |
 // RESOLVE_NO_SYMLINKS) relative to a descriptor of the datastore root, so a
 // symlink planted inside the store is never followed and no name can resolve
