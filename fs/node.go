@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"bazil.org/fuse"
@@ -68,6 +69,20 @@ type nodeBase struct {
 	// hundreds of thousands of nodes, each of which would carry ~170 bytes.
 	primed atomic.Pointer[primedAttr]
 }
+
+// Poll answers ENOSYS, which tells the kernel that this file system does
+// not implement poll: the kernel stops sending POLL requests for good and
+// reports every file ready itself (FUSE's no_poll). bazil's default
+// instead answers "ready" to each request, so the kernel keeps asking, and
+// the Go runtime (which registers every opened regular file with epoll)
+// made each open by a Go program cost one more round trip — a third of a
+// warm `os.ReadFile` of a notes file. Every node embeds nodeBase, so the
+// first POLL of a mount is refused whatever file it is for.
+func (*nodeBase) Poll(ctx context.Context, req *fuse.PollRequest, resp *fuse.PollResponse) error {
+	return syscall.ENOSYS
+}
+
+var _ fusefs.NodePoller = (*nodeBase)(nil)
 
 // primedAttr is what prime keeps.
 type primedAttr struct {

@@ -1,0 +1,74 @@
+package fs
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	fusefs "bazil.org/fuse/fs"
+	"bazil.org/fuse/fs/fstestutil"
+)
+
+// A Go program's opens cost no POLL round trip: the first POLL of the mount
+// is refused with ENOSYS and the kernel stops asking (see nodeBase.Poll).
+// The reader is a child process running this test binary (TestMain): the Go runtime
+// registers every opened regular file with epoll, which is what sends
+// POLL. bazil's default answer ("ready") would make every open ask again.
+func TestGoReadersCostNoPollRequests(t *testing.T) {
+	if os.Getenv("PBSFS_SKIP_FUSE") != "" {
+		t.Skip("PBSFS_SKIP_FUSE is set")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	e := newEnv(t)
+	var polls atomic.Int32
+	debug := func(msg any) {
+		if strings.HasPrefix(fmt.Sprint(msg), "<- Poll ") {
+			polls.Add(1)
+		}
+	}
+	mnt, err := fstestutil.MountedFuncT(t, func(m *fstestutil.Mount) fusefs.FS {
+		e.fs.SetServer(m.Server)
+		return e.fs
+	}, &fusefs.Config{Debug: debug}, MountOptions(false, false)...)
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(mnt.Close)
+	snap := filepath.Join(mnt.Dir, "vm/100", tFirst)
+	files := []string{filepath.Join(snap, NotesName), filepath.Join(snap, ManifestName), filepath.Join(mnt.Dir, "vm/100", NotesName), filepath.Join(mnt.Dir, "vm/100", OwnerName)}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), readFilesEnv+"="+strings.Join(files, "\n"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("reader: %v\n%s", err, out)
+	}
+	if n := polls.Load(); n > 1 {
+		t.Errorf("%d POLL requests for %d opens by a Go program, want at most the first", n, 3*len(files))
+	}
+}
+
+// TestMain runs this binary as the Go reader of
+// TestGoReadersCostNoPollRequests when asked to (by the environment), and
+// as the test binary otherwise.
+func TestMain(m *testing.M) {
+	if list := os.Getenv(readFilesEnv); list != "" {
+		for range 3 {
+			for _, p := range strings.Split(list, "\n") {
+				if _, err := os.ReadFile(p); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+			}
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// readFilesEnv lists the files the child reads, one per line.
+const readFilesEnv = "PBSFS_TEST_READ_FILES"
