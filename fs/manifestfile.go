@@ -65,15 +65,23 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 		return nil, n.fs.errno("open "+n.display(), err)
 	}
 	flags, changed := n.cache.openFlags(st)
+	h := &manifestHandle{n: n, st: st}
+	if flags&fuse.OpenKeepCache == 0 {
+		data, loaded, err := n.fs.store.ManifestJSON(n.d.sn)
+		if err != nil {
+			return nil, n.fs.errno("open "+n.display(), err)
+		}
+		if stampDigest(loaded) != stampDigest(st) {
+			// Replaced between the stat and the load: serve what was
+			// loaded, as a file that changed (DirectIO, invalidation).
+			flags, changed = n.cache.openFlags(loaded)
+			h.st = loaded
+		}
+		h.data = data
+	}
 	resp.Flags |= flags | openNoFlush
 	if changed {
 		n.fs.invalidateData(n)
-	}
-	h := &manifestHandle{n: n, st: st}
-	if flags&fuse.OpenKeepCache == 0 {
-		if _, err := h.load(); err != nil {
-			return nil, n.fs.errno("open "+n.display(), err)
-		}
 	}
 	return h, nil
 }
