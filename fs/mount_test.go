@@ -18,6 +18,13 @@ import (
 // process must not fault on a FUSE mount it serves itself.
 func mountEnv(t *testing.T, e *env, opts ...fuse.MountOption) string {
 	t.Helper()
+	return mountEnvConfig(t, e, nil, opts...)
+}
+
+// mountEnvConfig is mountEnv with a bazil server configuration (a Debug
+// hook that watches the requests, say).
+func mountEnvConfig(t *testing.T, e *env, conf *fusefs.Config, opts ...fuse.MountOption) string {
+	t.Helper()
 	if os.Getenv("PBSFS_SKIP_FUSE") != "" {
 		t.Skip("PBSFS_SKIP_FUSE is set")
 	}
@@ -33,7 +40,7 @@ func mountEnv(t *testing.T, e *env, opts ...fuse.MountOption) string {
 	mnt, err := fstestutil.MountedFuncT(t, func(m *fstestutil.Mount) fusefs.FS {
 		e.fs.SetServer(m.Server)
 		return e.fs
-	}, nil, opts...)
+	}, conf, opts...)
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}

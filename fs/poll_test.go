@@ -10,21 +10,15 @@ import (
 	"testing"
 
 	fusefs "bazil.org/fuse/fs"
-	"bazil.org/fuse/fs/fstestutil"
 )
 
 // A Go program's opens cost no POLL round trip: the first POLL of the mount
 // is refused with ENOSYS and the kernel stops asking (see nodeBase.Poll).
-// The reader is a child process running this test binary (TestMain): the Go runtime
-// registers every opened regular file with epoll, which is what sends
-// POLL. bazil's default answer ("ready") would make every open ask again.
+// The reader is a child process running this test binary (TestMain): the
+// Go runtime registers every opened regular file with epoll, which is what
+// sends POLL. bazil's default answer ("ready") would make every open ask
+// again.
 func TestGoReadersCostNoPollRequests(t *testing.T) {
-	if os.Getenv("PBSFS_SKIP_FUSE") != "" {
-		t.Skip("PBSFS_SKIP_FUSE is set")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
 	e := newEnv(t)
 	var polls atomic.Int32
 	debug := func(msg any) {
@@ -32,16 +26,9 @@ func TestGoReadersCostNoPollRequests(t *testing.T) {
 			polls.Add(1)
 		}
 	}
-	mnt, err := fstestutil.MountedFuncT(t, func(m *fstestutil.Mount) fusefs.FS {
-		e.fs.SetServer(m.Server)
-		return e.fs
-	}, &fusefs.Config{Debug: debug}, MountOptions(false, false)...)
-	if err != nil {
-		t.Fatalf("mount: %v", err)
-	}
-	t.Cleanup(mnt.Close)
-	snap := filepath.Join(mnt.Dir, "vm/100", tFirst)
-	files := []string{filepath.Join(snap, NotesName), filepath.Join(snap, ManifestName), filepath.Join(mnt.Dir, "vm/100", NotesName), filepath.Join(mnt.Dir, "vm/100", OwnerName)}
+	mnt := mountEnvConfig(t, e, &fusefs.Config{Debug: debug})
+	snap := filepath.Join(mnt, "vm/100", tFirst)
+	files := []string{filepath.Join(snap, NotesName), filepath.Join(snap, ManifestName), filepath.Join(mnt, "vm/100", NotesName), filepath.Join(mnt, "vm/100", OwnerName)}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), readFilesEnv+"="+strings.Join(files, "\n"))
 	if out, err := cmd.CombinedOutput(); err != nil {
