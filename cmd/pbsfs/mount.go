@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +68,7 @@ Options:
       --debug              log every FUSE request (debug level)
       --cpuprofile FILE    write a CPU profile of the whole mount to FILE
                            (for go tool pprof)
+      --memprofile FILE    write a heap profile to FILE when the mount ends
   -h, --help               print this help
 
 Locking: PBS 3.3.5 and later keep lock files under /run/proxmox-backup/locks
@@ -104,7 +104,7 @@ type mountOptions struct {
 	readAhead  int           // --read-ahead in KiB; 0 = the kernel's
 	archives   archiveFlags  // --archives, --keyfile, ... (archives.go)
 	log        logOptions
-	cpuProfile string // --cpuprofile; "" = none
+	profiles   profileFlags // --cpuprofile, --memprofile (profile.go)
 
 	cfgPath    string                              // datastore.cfg; "" = DatastoreConfig
 	detect     func() (lock.Scheme, string, error) // nil = lock.Detect with defaults
@@ -131,7 +131,8 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.log.verbose, "v", false, "")
 	fs.BoolVar(&o.log.verbose, "verbose", false, "")
 	fs.BoolVar(&o.log.debug, "debug", false, "")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "")
+	fs.StringVar(&o.profiles.cpu, "cpuprofile", "", "")
+	fs.StringVar(&o.profiles.mem, "memprofile", "", "")
 	pos, err := parseArgs(fs, cmd, mountHelp, args, stdout)
 	if err != nil {
 		return err
@@ -282,13 +283,11 @@ func serve(o mountOptions) error {
 		return err
 	}
 	defer store.Close()
-	if o.cpuProfile != "" {
-		stop, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
-			return exitf(ExitUsage, "--cpuprofile: %w", err)
-		}
-		defer stop(log)
+	stopCPU, err := o.profiles.startCPU(log)
+	if err != nil {
+		return exitf(ExitUsage, "%w", err)
 	}
+	defer stopCPU()
 
 	recheck := o.recheck
 	if recheck == 0 {
@@ -318,6 +317,7 @@ func serve(o mountOptions) error {
 	}()
 	srv := fusefs.New(conn, fuseConfig(log, o.log))
 	filesys.SetServer(srv)
+	defer o.profiles.writeHeap(log, filesys, srv)
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(filesys) }()
@@ -374,22 +374,4 @@ func cleanupTemps(ctx context.Context, store *datastore.Store, minAge time.Durat
 	case n > 0:
 		log.Info("removed temp files of interrupted writes", "count", n)
 	}
-}
-
-// startCPUProfile writes a CPU profile to path until stop is called.
-func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func(log *slog.Logger) {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			log.Warn("writing the CPU profile", "file", path, "err", err)
-		}
-	}, nil
 }

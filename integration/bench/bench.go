@@ -22,9 +22,8 @@ type bench struct {
 	mntDir   string
 	lockDir  string
 	pbsfsBin string
-	selfBin  string // this binary, for --profile
-	cold     bool   // drop_caches possible
-	mounts   int    // mount points made (for unique names)
+	cold     bool // drop_caches possible
+	mounts   int  // mount points made (for unique names)
 	profiles int
 
 	stores   map[string]string // name -> path
@@ -65,9 +64,6 @@ func newBench(ctx context.Context, cfg config, root string, cl *cleaner) (*bench
 	}
 	if cfg.profileDir != "" {
 		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
-			return nil, err
-		}
-		if b.selfBin, err = os.Executable(); err != nil {
 			return nil, err
 		}
 	}

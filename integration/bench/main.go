@@ -45,7 +45,7 @@ type config struct {
 	writes      int    // notes writes per round
 	writers     int    // concurrent writers
 	timeout     time.Duration
-	profileDir  string          // serve pbsfs from this binary with pprof profiles written here
+	profileDir  string          // pbsfs writes pprof profiles of each mount here
 	keepStores  string          // generate stores here and keep them (reused when present)
 	only        map[string]bool // workloads to run; nil = all
 }
@@ -58,9 +58,6 @@ var workloads = []string{"list", "read", "write", "walk", "archives"}
 const largeSize = 50000
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == serveCommand {
-		os.Exit(serveProfiled(os.Args[2:]))
-	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -87,7 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fl.IntVar(&cfg.writes, "writes", 0, "notes writes per round (default 1000; --quick 100)")
 	fl.IntVar(&cfg.writers, "writers", 8, "concurrent writers")
 	fl.DurationVar(&cfg.timeout, "timeout", 0, "give up, clean up and exit after this long (default 40m; --quick 10m)")
-	fl.StringVar(&cfg.profileDir, "profile", "", "serve pbsfs from an in-process copy writing CPU and heap profiles to this directory (figures are then not the reference)")
+	fl.StringVar(&cfg.profileDir, "profile", "", "write CPU and heap profiles of each pbsfs mount to this directory (pbsfs --cpuprofile, --memprofile; profiling costs time, so the figures are then not the reference)")
 	fl.StringVar(&cfg.keepStores, "stores", "", "generate the stores in this directory and keep them; reused by later runs when present")
 	only := fl.String("only", "", "run only these workloads, comma-separated: "+strings.Join(workloads, ","))
 	if err := fl.Parse(args); err != nil {

@@ -176,17 +176,13 @@ func (b *bench) startPbsfs(ctx context.Context, m *mount) error {
 		// not exist, and would be shown (failing with EIO) by default.
 		args = append(args, "--no-archives")
 	}
-	args = append(args, m.store, m.dir)
-	bin := b.pbsfsBin
 	if b.cfg.profileDir != "" {
 		b.profiles++
 		prefix := fmt.Sprintf("%s/pbsfs-%d", b.cfg.profileDir, b.profiles)
-		bin, args = b.selfBin, []string{serveCommand, prefix, b.lockDir, m.store, m.dir}
-		if b.archiveStore(m.store) {
-			args = append(args, "archives")
-		}
+		args = append(args, "--cpuprofile", prefix+".cpu.pprof", "--memprofile", prefix+".heap.pprof")
 	}
-	cmd := exec.Command(bin, args...)
+	args = append(args, m.store, m.dir)
+	cmd := exec.Command(b.pbsfsBin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
