@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,7 +26,7 @@ func benchSetNotes(b *testing.B) {
 	addSnapshot(b, s, sn, "")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := s.SetNotes(sn, fmt.Sprintf("benchmark notes, version %d, with some more text to be realistic", i)); err != nil {
+		if err := s.SetNotes(context.Background(), sn, fmt.Sprintf("benchmark notes, version %d, with some more text to be realistic", i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -90,7 +91,7 @@ func BenchmarkNotesWriteRatio(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if err := s.SetNotes(sn, fmt.Sprintf("benchmark notes, version %d, with some more text to be realistic", i)); err != nil {
+		if err := s.SetNotes(context.Background(), sn, fmt.Sprintf("benchmark notes, version %d, with some more text to be realistic", i)); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()

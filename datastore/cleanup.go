@@ -40,7 +40,7 @@ func (s *Store) CleanupTemps(ctx context.Context, minAge time.Duration) (int, er
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				removed += s.cleanGroup(Group{NS: ns, Type: typ, ID: id}, minAge)
+				removed += s.cleanGroup(ctx, Group{NS: ns, Type: typ, ID: id}, minAge)
 			}
 		}
 		children, err := s.ListNamespaces(ns)
@@ -58,7 +58,7 @@ func (s *Store) CleanupTemps(ctx context.Context, minAge time.Duration) (int, er
 	return removed, err
 }
 
-func (s *Store) cleanGroup(g Group, minAge time.Duration) int {
+func (s *Store) cleanGroup(ctx context.Context, g Group, minAge time.Duration) int {
 	removed := 0
 	ents, err := s.readDirRel(g.Dir())
 	if err != nil {
@@ -81,7 +81,7 @@ func (s *Store) cleanGroup(g Group, minAge time.Duration) int {
 				removed++
 			}
 		case ValidBackupTime(name) && e.IsDir():
-			removed += s.cleanSnapshot(Snapshot{Group: g, Time: name})
+			removed += s.cleanSnapshot(ctx, Snapshot{Group: g, Time: name})
 		}
 	}
 	return removed
@@ -92,7 +92,7 @@ func (s *Store) cleanGroup(g Group, minAge time.Duration) int {
 // microseconds after creating it, so one this old was left by a crash.
 const lockTempMinAge = time.Minute
 
-func (s *Store) cleanSnapshot(sn Snapshot) int {
+func (s *Store) cleanSnapshot(ctx context.Context, sn Snapshot) int {
 	ents, err := s.readDirRel(sn.Dir())
 	if err != nil {
 		return 0
@@ -119,7 +119,7 @@ func (s *Store) cleanSnapshot(sn Snapshot) int {
 	if !found {
 		return removed
 	}
-	lk, err := s.locker.LockManifest(sn.lockPath(), 0)
+	lk, err := s.locker.LockManifest(ctx, sn.lockPath(), 0)
 	if err != nil {
 		s.log.Debug("manifest lock busy; temp files left for later", "snapshot", s.abs(sn.Dir()), "err", err)
 		return 0

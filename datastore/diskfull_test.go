@@ -2,6 +2,7 @@ package datastore
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -107,7 +108,7 @@ func TestDiskFull(t *testing.T) {
 				sn := snap(nil, "vm", "100", testTime)
 				addSnapshot(t, s, sn, "old notes\n")
 				g := sn.Group
-				must(t, s.SetGroupNotes(g, "old group notes\n"))
+				must(t, s.SetGroupNotes(context.Background(), g, "old group notes\n"))
 				g2 := Group{Type: "ct", ID: "200"} // a group without notes file
 				must(t, s.CreateGroup(g2, "root@pam"))
 
@@ -137,12 +138,12 @@ func TestDiskFull(t *testing.T) {
 						t.Errorf("%s: %v; want ErrIO carrying ENOSPC", what, err)
 					}
 				}
-				checkENOSPC("set notes", s.SetNotes(sn, newNotes))
-				checkENOSPC("update manifest", s.UpdateManifest(sn, func(u *manifest.Unprotected) error {
+				checkENOSPC("set notes", s.SetNotes(context.Background(), sn, newNotes))
+				checkENOSPC("update manifest", s.UpdateManifest(context.Background(), sn, func(u *manifest.Unprotected) error {
 					return u.Set("verify_state", []byte(`{"state":"ok","upid":"`+randomText(t, 96<<10)+`"}`))
 				}))
-				checkENOSPC("set group notes", s.SetGroupNotes(g, newNotes))
-				checkENOSPC("set new group notes", s.SetGroupNotes(g2, newNotes))
+				checkENOSPC("set group notes", s.SetGroupNotes(context.Background(), g, newNotes))
+				checkENOSPC("set new group notes", s.SetGroupNotes(context.Background(), g2, newNotes))
 
 				if got, _ := os.ReadFile(blob); !bytes.Equal(got, oldBlob) {
 					t.Error("manifest changed by a failed write")
@@ -162,8 +163,8 @@ func TestDiskFull(t *testing.T) {
 
 				// Room again: the same writes succeed.
 				must(t, os.Remove(filler))
-				must(t, s.SetNotes(sn, newNotes))
-				must(t, s.SetGroupNotes(g, newNotes))
+				must(t, s.SetNotes(context.Background(), sn, newNotes))
+				must(t, s.SetGroupNotes(context.Background(), g, newNotes))
 				if m := loadRaw(t, s, sn); m.Notes() != newNotes {
 					t.Error("notes not written once there was room")
 				}

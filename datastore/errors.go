@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"syscall"
@@ -24,6 +25,9 @@ var (
 	ErrEncrypted   = errors.New("encrypted")
 	ErrNotEmpty    = errors.New("not empty")
 	ErrStale       = errors.New("changed by someone else")
+	// ErrInterrupted: the caller's context ended (an interrupted FUSE
+	// request) while waiting for a lock; nothing was written.
+	ErrInterrupted = errors.New("interrupted")
 	ErrIO          = errors.New("i/o error")
 )
 
@@ -79,6 +83,8 @@ func classify(err error) error {
 	switch {
 	case err == nil:
 		return ErrIO
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ErrInterrupted
 	case errors.Is(err, manifest.ErrInvalid), errors.Is(err, manifest.ErrInvalidNotes), errors.Is(err, manifest.ErrTooLarge):
 		return ErrInvalid
 	case errors.Is(err, manifest.ErrEncrypted):

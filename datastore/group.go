@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -62,12 +63,14 @@ func (s *Store) GroupOwner(g Group) (string, Stamp, error) {
 // the run scheme it takes the group lock first, as PBS 4.0.19+ does (so it
 // fails with ErrInUse while a backup of the group runs); older PBS took no
 // lock for group notes.
-func (s *Store) SetGroupNotes(g Group, notes string) error {
-	return s.ReplaceGroupNotes(g, nil, notes)
+func (s *Store) SetGroupNotes(ctx context.Context, g Group, notes string) error {
+	return s.ReplaceGroupNotes(ctx, g, nil, notes)
 }
 
 // ReplaceGroupNotes is SetGroupNotes with the precondition of ReplaceNotes.
-func (s *Store) ReplaceGroupNotes(g Group, base *string, notes string) error {
+// The group lock is never waited for; ctx ending while another group-notes
+// save of this store is being written gives ErrInterrupted, nothing written.
+func (s *Store) ReplaceGroupNotes(ctx context.Context, g Group, base *string, notes string) error {
 	const op = "set group notes"
 	rel := path.Join(g.Dir(), GroupNotesName)
 	if err := g.Validate(); err != nil {
@@ -88,6 +91,9 @@ func (s *Store) ReplaceGroupNotes(g Group, base *string, notes string) error {
 	}
 	s.groupNotesMu.Lock()
 	defer s.groupNotesMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return wrap(op, s.abs(rel), ErrInterrupted, err)
+	}
 	if s.locker.RemovesEmptyGroups() { // the run scheme: PBS 4.0.19+ locks the group
 		lk, err := s.locker.LockGroup(g.lockPath())
 		if err != nil {

@@ -2,6 +2,7 @@ package datastore
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,7 +62,7 @@ func runHelper(mode, arg string) error {
 		case "snapshot-excl":
 			l, err = locker.LockSnapshot(lp, false)
 		case "manifest":
-			l, err = locker.LockManifest(lp, time.Second)
+			l, err = locker.LockManifest(context.Background(), lp, time.Second)
 		case "group":
 			l, err = locker.LockGroup(a.Snapshot.Group.lockPath())
 		default:
@@ -80,11 +81,11 @@ func runHelper(mode, arg string) error {
 		}
 		for i := 1; i <= a.Count; i++ {
 			v := json.RawMessage(strconv.Itoa(i))
-			if err := s.UpdateManifest(a.Snapshot, func(u *manifest.Unprotected) error { return u.Set(a.Key, v) }); err != nil {
+			if err := s.UpdateManifest(context.Background(), a.Snapshot, func(u *manifest.Unprotected) error { return u.Set(a.Key, v) }); err != nil {
 				return fmt.Errorf("update %d: %w", i, err)
 			}
 			if i%10 == 0 {
-				if err := s.SetNotes(a.Snapshot, fmt.Sprintf("notes by %s at %d", a.Key, i)); err != nil {
+				if err := s.SetNotes(context.Background(), a.Snapshot, fmt.Sprintf("notes by %s at %d", a.Key, i)); err != nil {
 					return fmt.Errorf("notes %d: %w", i, err)
 				}
 			}

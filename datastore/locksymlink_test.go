@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -22,12 +23,12 @@ func TestLockFileSymlink(t *testing.T) {
 	lck := s.Locker().ManifestLockPath(sn.lockPath())
 	must(t, os.Symlink(outside, lck))
 
-	if err := s.SetNotes(sn, "new"); !errors.Is(err, ErrCorrupt) {
+	if err := s.SetNotes(context.Background(), sn, "new"); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("SetNotes under a symlinked lock file: %v, want ErrCorrupt", err)
 	} else if !strings.Contains(err.Error(), lck) {
 		t.Errorf("the error does not name the lock file: %v", err)
 	}
-	if err := s.RemoveSnapshot(sn); !errors.Is(err, ErrCorrupt) {
+	if err := s.RemoveSnapshot(context.Background(), sn); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("RemoveSnapshot under a symlinked lock file: %v, want ErrCorrupt", err)
 	}
 	if m := loadRaw(t, s, sn); m.Notes() != "old" {

@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,7 +16,8 @@ import (
 //
 //  1. the snapshot lock, exclusive and non-blocking (ErrInUse while a
 //     backup, restore, verify or sync holds it);
-//  2. the manifest lock (waits up to lock.ManifestTimeout; ErrLockTimeout);
+//  2. the manifest lock (waits up to lock.ManifestTimeout; ErrLockTimeout,
+//     or ErrInterrupted when ctx ends first);
 //  3. refuse if .protected exists (ErrProtected);
 //  4. remove the snapshot directory;
 //  5. remove the manifest and snapshot lock files (still held; PBS's
@@ -26,7 +28,7 @@ import (
 //
 // Unfinished snapshots (no manifest) are removed the same way: PBS only
 // refuses them while their backup still holds the snapshot lock.
-func (s *Store) RemoveSnapshot(sn Snapshot) error {
+func (s *Store) RemoveSnapshot(ctx context.Context, sn Snapshot) error {
 	const op = "remove snapshot"
 	if err := sn.Validate(); err != nil {
 		return wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
@@ -46,11 +48,14 @@ func (s *Store) RemoveSnapshot(sn Snapshot) error {
 		return wrap(op, s.abs(sn.Dir()), nil, lockErr(err))
 	}
 	defer snapLock.Unlock()
-	manLock, err := s.locker.LockManifest(lp, lock.ManifestTimeout)
+	manLock, err := s.locker.LockManifest(ctx, lp, lock.ManifestTimeout)
 	if err != nil {
 		return wrap(op, s.abs(sn.Dir()), nil, lockErr(err))
 	}
 	defer manLock.Unlock()
+	if err := ctx.Err(); err != nil { // interrupted just as the lock came
+		return wrap(op, s.abs(sn.Dir()), ErrInterrupted, err)
+	}
 
 	protected, err := s.exists(path.Join(sn.Dir(), ProtectedName))
 	if err != nil {

@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -21,13 +22,13 @@ func TestRemoveSnapshot(t *testing.T) {
 			b := snap(NS{"x"}, "vm", "100", "2024-06-02T00:00:00Z")
 			addSnapshot(t, s, a, "")
 			addSnapshot(t, s, b, "")
-			must(t, s.SetGroupNotes(a.Group, "group notes"))
-			must(t, s.SetNotes(a, "touch the manifest lock"))
+			must(t, s.SetGroupNotes(context.Background(), a.Group, "group notes"))
+			must(t, s.SetNotes(context.Background(), a, "touch the manifest lock"))
 
 			// Protected: refused, intact.
 			prot := filepath.Join(s.Path(), a.Dir(), ProtectedName)
 			must(t, os.WriteFile(prot, nil, 0o644))
-			if err := s.RemoveSnapshot(a); !errors.Is(err, ErrProtected) {
+			if err := s.RemoveSnapshot(context.Background(), a); !errors.Is(err, ErrProtected) {
 				t.Fatalf("protected: %v, want ErrProtected", err)
 			}
 			if _, err := os.Stat(filepath.Join(s.Path(), a.Dir(), ManifestName)); err != nil {
@@ -35,7 +36,7 @@ func TestRemoveSnapshot(t *testing.T) {
 			}
 			must(t, os.Remove(prot))
 
-			must(t, s.RemoveSnapshot(a))
+			must(t, s.RemoveSnapshot(context.Background(), a))
 			if _, err := os.Stat(filepath.Join(s.Path(), a.Dir())); !errors.Is(err, os.ErrNotExist) {
 				t.Fatal("snapshot directory still there")
 			}
@@ -48,12 +49,12 @@ func TestRemoveSnapshot(t *testing.T) {
 					t.Errorf("lock file left: %s", p)
 				}
 			}
-			if err := s.RemoveSnapshot(a); !errors.Is(err, ErrNotFound) {
+			if err := s.RemoveSnapshot(context.Background(), a); !errors.Is(err, ErrNotFound) {
 				t.Errorf("second remove: %v", err)
 			}
 			// Last snapshot: the run scheme removes the emptied group (PBS
 			// 3.3.5+); directory-lock schemes keep it.
-			must(t, s.RemoveSnapshot(b))
+			must(t, s.RemoveSnapshot(context.Background(), b))
 			_, err := os.Stat(filepath.Join(s.Path(), b.Group.Dir()))
 			if scheme == lock.Run {
 				if !errors.Is(err, os.ErrNotExist) {
@@ -100,12 +101,12 @@ func TestLocksHeldByAnotherProcess(t *testing.T) {
 
 			for _, kind := range []string{"snapshot-shared", "snapshot-excl"} {
 				release := holdLock(t, s, sn, kind)
-				err := s.RemoveSnapshot(sn)
+				err := s.RemoveSnapshot(context.Background(), sn)
 				if !errors.Is(err, ErrInUse) {
 					t.Errorf("%s held: remove = %v, want ErrInUse", kind, err)
 				}
 				// Notes take only the manifest lock, like PBS.
-				must(t, s.SetNotes(sn, "during "+kind))
+				must(t, s.SetNotes(context.Background(), sn, "during "+kind))
 				release()
 			}
 			if _, err := os.Stat(filepath.Join(s.Path(), sn.Dir(), ManifestName)); err != nil {
@@ -114,7 +115,7 @@ func TestLocksHeldByAnotherProcess(t *testing.T) {
 
 			release := holdLock(t, s, sn, "manifest")
 			start := time.Now()
-			err := s.SetNotes(sn, "never")
+			err := s.SetNotes(context.Background(), sn, "never")
 			if !errors.Is(err, ErrLockTimeout) {
 				t.Errorf("manifest lock held: %v, want ErrLockTimeout", err)
 			}
@@ -122,16 +123,31 @@ func TestLocksHeldByAnotherProcess(t *testing.T) {
 			if got := loadRaw(t, s, sn).Notes(); got != "during snapshot-excl" {
 				t.Errorf("notes changed while the manifest lock was held: %q", got)
 			}
+			// An interrupted wait (the FUSE request's context) ends it at
+			// once: ErrInterrupted, not ErrLockTimeout, nothing changed.
+			for what, op := range map[string]func(context.Context) error{
+				"notes":  func(ctx context.Context) error { return s.SetNotes(ctx, sn, "never") },
+				"remove": func(ctx context.Context) error { return s.RemoveSnapshot(ctx, sn) },
+			} {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(20*time.Millisecond, cancel)
+				if err := op(ctx); !errors.Is(err, ErrInterrupted) || errors.Is(err, ErrLockTimeout) {
+					t.Errorf("%s: wait for the manifest lock interrupted: %v, want ErrInterrupted", what, err)
+				}
+			}
+			if got := loadRaw(t, s, sn).Notes(); got != "during snapshot-excl" {
+				t.Errorf("notes changed by interrupted updates: %q", got)
+			}
 			release()
 
 			if scheme == lock.Run {
 				release := holdLock(t, s, sn, "group")
-				if err := s.SetGroupNotes(sn.Group, "x"); !errors.Is(err, ErrInUse) {
+				if err := s.SetGroupNotes(context.Background(), sn.Group, "x"); !errors.Is(err, ErrInUse) {
 					t.Errorf("group lock held: group notes = %v, want ErrInUse", err)
 				}
 				release()
 			}
-			must(t, s.RemoveSnapshot(sn))
+			must(t, s.RemoveSnapshot(context.Background(), sn))
 		})
 	}
 }
@@ -161,7 +177,7 @@ func TestNoLostUpdates(t *testing.T) {
 			}
 			// This process sets notes in between, through the same API.
 			for i := 0; i < 50; i++ {
-				if err := s.SetNotes(sn, "main "+strconv.Itoa(i)); err != nil {
+				if err := s.SetNotes(context.Background(), sn, "main "+strconv.Itoa(i)); err != nil {
 					errs <- err
 					break
 				}

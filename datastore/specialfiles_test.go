@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -45,12 +46,12 @@ func TestSpecialFiles(t *testing.T) {
 			calls := map[string]func() error{
 				"GroupNotes":    func() error { _, _, err := s.GroupNotes(g); return err },
 				"GroupOwner":    func() error { _, _, err := s.GroupOwner(g); return err },
-				"SetGroupNotes": func() error { return s.SetGroupNotes(g, "new") },
+				"SetGroupNotes": func() error { return s.SetGroupNotes(context.Background(), g, "new") },
 				"Manifest":      func() error { _, _, err := s.Manifest(sn); return err },
 				"ManifestJSON":  func() error { _, _, err := s.ManifestJSON(sn); return err },
-				"SetNotes":      func() error { return s.SetNotes(sn, "new") },
+				"SetNotes":      func() error { return s.SetNotes(context.Background(), sn, "new") },
 				"UpdateManifest": func() error {
-					return s.UpdateManifest(sn, func(u *manifest.Unprotected) error { return u.SetNotes("new") })
+					return s.UpdateManifest(context.Background(), sn, func(u *manifest.Unprotected) error { return u.SetNotes("new") })
 				},
 			}
 			for name, call := range calls {

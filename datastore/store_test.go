@@ -2,6 +2,7 @@ package datastore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -157,7 +158,7 @@ func TestUpdateKeepsSignedPartOwnerAndMode(t *testing.T) {
 			before, err := os.Stat(p)
 			must(t, err)
 
-			must(t, s.SetNotes(sn, "new ✓ \"quoted\"\nline 2"))
+			must(t, s.SetNotes(context.Background(), sn, "new ✓ \"quoted\"\nline 2"))
 			got := loadRaw(t, s, sn)
 			if got.Notes() != "new ✓ \"quoted\"\nline 2" {
 				t.Errorf("notes = %q", got.Notes())
@@ -196,16 +197,16 @@ func TestUpdateRefusesBadInputAndLeavesFileAlone(t *testing.T) {
 	orig, err := os.ReadFile(p)
 	must(t, err)
 
-	if err := s.SetNotes(sn, "bad \xff utf8"); !errors.Is(err, ErrInvalid) {
+	if err := s.SetNotes(context.Background(), sn, "bad \xff utf8"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("invalid UTF-8: %v, want ErrInvalid", err)
 	}
-	if err := s.SetNotes(sn, strings.Repeat("x", MaxNotesSize+1)); !errors.Is(err, ErrInvalid) || !errors.Is(err, manifest.ErrTooLarge) {
+	if err := s.SetNotes(context.Background(), sn, strings.Repeat("x", MaxNotesSize+1)); !errors.Is(err, ErrInvalid) || !errors.Is(err, manifest.ErrTooLarge) {
 		t.Errorf("huge notes: %v, want ErrInvalid and manifest.ErrTooLarge", err)
 	}
-	if err := s.ReplaceNotes(sn, ptr("not what is there"), "x"); !errors.Is(err, ErrStale) {
+	if err := s.ReplaceNotes(context.Background(), sn, ptr("not what is there"), "x"); !errors.Is(err, ErrStale) {
 		t.Errorf("stale base: %v, want ErrStale", err)
 	}
-	if err := s.UpdateManifest(sn, func(u *manifest.Unprotected) error { return errors.New("boom") }); err == nil {
+	if err := s.UpdateManifest(context.Background(), sn, func(u *manifest.Unprotected) error { return errors.New("boom") }); err == nil {
 		t.Error("error from fn not returned")
 	}
 	now, err := os.ReadFile(p)
@@ -215,12 +216,12 @@ func TestUpdateRefusesBadInputAndLeavesFileAlone(t *testing.T) {
 	}
 	// Same notes again: nothing written (mtime and inode unchanged).
 	st1 := statT(t, p)
-	must(t, s.SetNotes(sn, "keep"))
+	must(t, s.SetNotes(context.Background(), sn, "keep"))
 	if st2 := statT(t, p); st2.Ino != st1.Ino || st2.Mtim != st1.Mtim {
 		t.Error("unchanged notes rewrote the manifest")
 	}
 	// Base matches: written.
-	must(t, s.ReplaceNotes(sn, ptr("keep"), "next"))
+	must(t, s.ReplaceNotes(context.Background(), sn, ptr("keep"), "next"))
 	if got := loadRaw(t, s, sn).Notes(); got != "next" {
 		t.Errorf("notes = %q", got)
 	}
@@ -240,7 +241,7 @@ func TestUpdateRefusesBadInputAndLeavesFileAlone(t *testing.T) {
 		must(t, err)
 		bad := corrupt(append([]byte(nil), good...))
 		must(t, os.WriteFile(p, bad, 0o644))
-		err = s.SetNotes(sn, "never")
+		err = s.SetNotes(context.Background(), sn, "never")
 		if !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
 		}
@@ -254,15 +255,15 @@ func TestUpdateRefusesBadInputAndLeavesFileAlone(t *testing.T) {
 		assertNoTemps(t, filepath.Join(s.Path(), sn.Dir()))
 		must(t, os.WriteFile(p, good, 0o644))
 	}
-	if err := s.SetNotes(snap(nil, "vm", "100", "2031-01-01T00:00:00Z"), "x"); !errors.Is(err, ErrNotFound) {
+	if err := s.SetNotes(context.Background(), snap(nil, "vm", "100", "2031-01-01T00:00:00Z"), "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing snapshot: %v", err)
 	}
 	unf := snap(nil, "vm", "100", "2024-01-01T00:00:00Z")
 	must(t, s.MakeSnapshotDir(unf))
-	if err := s.SetNotes(unf, "x"); !errors.Is(err, ErrUnfinished) {
+	if err := s.SetNotes(context.Background(), unf, "x"); !errors.Is(err, ErrUnfinished) {
 		t.Errorf("unfinished snapshot: %v", err)
 	}
-	if err := s.SetNotes(Snapshot{Group: Group{Type: "vm", ID: "../x"}, Time: testTime}, "x"); !errors.Is(err, ErrInvalid) {
+	if err := s.SetNotes(context.Background(), Snapshot{Group: Group{Type: "vm", ID: "../x"}, Time: testTime}, "x"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad name: %v", err)
 	}
 }
@@ -275,9 +276,9 @@ func TestReadOnly(t *testing.T) {
 	must(t, err)
 	defer ro.Close()
 	for name, err := range map[string]error{
-		"notes":       ro.SetNotes(sn, "y"),
-		"group notes": ro.SetGroupNotes(sn.Group, "y"),
-		"remove":      ro.RemoveSnapshot(sn),
+		"notes":       ro.SetNotes(context.Background(), sn, "y"),
+		"group notes": ro.SetGroupNotes(context.Background(), sn.Group, "y"),
+		"remove":      ro.RemoveSnapshot(context.Background(), sn),
 		"rm group":    ro.RemoveGroup(sn.Group),
 	} {
 		if !errors.Is(err, ErrReadOnly) {
@@ -303,7 +304,7 @@ func TestGroupNotesAndOwner(t *testing.T) {
 			if owner != "root@pam\n" {
 				t.Errorf("owner %q", owner)
 			}
-			must(t, s.SetGroupNotes(g, "group ✓"))
+			must(t, s.SetGroupNotes(context.Background(), g, "group ✓"))
 			p := filepath.Join(s.Path(), g.Dir(), GroupNotesName)
 			data, err := os.ReadFile(p)
 			must(t, err)
@@ -315,15 +316,15 @@ func TestGroupNotesAndOwner(t *testing.T) {
 				t.Errorf("new notes mode %v", fi.Mode())
 			}
 			must(t, os.Chmod(p, 0o600))
-			must(t, s.ReplaceGroupNotes(g, ptr("group ✓"), "second"))
+			must(t, s.ReplaceGroupNotes(context.Background(), g, ptr("group ✓"), "second"))
 			fi, _ = os.Stat(p)
 			if fi.Mode().Perm() != 0o600 {
 				t.Errorf("mode not kept: %v", fi.Mode())
 			}
-			if err := s.ReplaceGroupNotes(g, ptr("stale"), "x"); !errors.Is(err, ErrStale) {
+			if err := s.ReplaceGroupNotes(context.Background(), g, ptr("stale"), "x"); !errors.Is(err, ErrStale) {
 				t.Errorf("stale: %v", err)
 			}
-			if err := s.SetGroupNotes(g, "\xff"); !errors.Is(err, ErrInvalid) {
+			if err := s.SetGroupNotes(context.Background(), g, "\xff"); !errors.Is(err, ErrInvalid) {
 				t.Errorf("invalid utf8: %v", err)
 			}
 			assertNoTemps(t, filepath.Join(s.Path(), g.Dir()))
@@ -342,7 +343,7 @@ func TestSymlinksAreNotFollowed(t *testing.T) {
 	if _, _, err := s.GroupNotes(g); err == nil {
 		t.Error("group notes symlink was followed")
 	}
-	if err := s.SetGroupNotes(g, "x"); err == nil {
+	if err := s.SetGroupNotes(context.Background(), g, "x"); err == nil {
 		t.Error("wrote through a group notes symlink")
 	}
 	if data, _ := os.ReadFile(filepath.Join(outside, "notes")); string(data) != "secret" {
@@ -355,7 +356,7 @@ func TestSymlinksAreNotFollowed(t *testing.T) {
 	if _, err := s.StatSnapshotDir(evil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("StatSnapshotDir resolved a symlinked group: %v", err)
 	}
-	if err := s.RemoveSnapshot(evil); err == nil {
+	if err := s.RemoveSnapshot(context.Background(), evil); err == nil {
 		t.Error("removed through a symlink")
 	}
 	if _, err := os.Stat(filepath.Join(outside, "grp", testTime)); err != nil {

@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -22,17 +23,18 @@ var errNoChange = errors.New("no change")
 // keeping its owner, group and mode.
 //
 // Errors: ErrReadOnly, ErrNotFound, ErrUnfinished, ErrCorrupt,
-// ErrLockTimeout, ErrInvalid (from fn or the encoder), or ErrIO with the
-// cause (for example ENOSPC). On any error the manifest is unchanged.
-func (s *Store) UpdateManifest(sn Snapshot, fn func(*manifest.Unprotected) error) error {
-	return s.updateManifest("update manifest", sn, fn)
+// ErrLockTimeout, ErrInterrupted (ctx ended while waiting for the lock),
+// ErrInvalid (from fn or the encoder), or ErrIO with the cause (for example
+// ENOSPC). On any error the manifest is unchanged.
+func (s *Store) UpdateManifest(ctx context.Context, sn Snapshot, fn func(*manifest.Unprotected) error) error {
+	return s.updateManifest(ctx, "update manifest", sn, fn)
 }
 
 // SetNotes replaces the snapshot's notes (unprotected.notes). Notes must be
 // valid UTF-8 and at most MaxNotesSize bytes (else ErrInvalid). Writing the notes the manifest already has
 // changes nothing on disk.
-func (s *Store) SetNotes(sn Snapshot, notes string) error {
-	return s.ReplaceNotes(sn, nil, notes)
+func (s *Store) SetNotes(ctx context.Context, sn Snapshot, notes string) error {
+	return s.ReplaceNotes(ctx, sn, nil, notes)
 }
 
 // ReplaceNotes is SetNotes with a precondition: when base is not nil and the
@@ -40,7 +42,7 @@ func (s *Store) SetNotes(sn Snapshot, notes string) error {
 // ErrStale is returned. A writer whose new text was built on the old text
 // (an append, a partial overwrite) uses it so that it never silently drops
 // someone else's edit.
-func (s *Store) ReplaceNotes(sn Snapshot, base *string, notes string) error {
+func (s *Store) ReplaceNotes(ctx context.Context, sn Snapshot, base *string, notes string) error {
 	if !utf8.ValidString(notes) {
 		return wrap("set notes", s.abs(path.Join(sn.Dir(), ManifestName)), ErrInvalid, manifest.ErrInvalidNotes)
 	}
@@ -48,7 +50,7 @@ func (s *Store) ReplaceNotes(sn Snapshot, base *string, notes string) error {
 		return wrap("set notes", s.abs(path.Join(sn.Dir(), ManifestName)), ErrInvalid,
 			fmt.Errorf("notes of %d bytes exceed the limit of %d: %w", len(notes), MaxNotesSize, manifest.ErrTooLarge))
 	}
-	return s.updateManifest("set notes", sn, func(u *manifest.Unprotected) error {
+	return s.updateManifest(ctx, "set notes", sn, func(u *manifest.Unprotected) error {
 		cur := u.Notes()
 		if base != nil && cur != *base {
 			return fmt.Errorf("notes were changed since they were read: %w", ErrStale)
@@ -60,7 +62,7 @@ func (s *Store) ReplaceNotes(sn Snapshot, base *string, notes string) error {
 	})
 }
 
-func (s *Store) updateManifest(op string, sn Snapshot, fn func(*manifest.Unprotected) error) error {
+func (s *Store) updateManifest(ctx context.Context, op string, sn Snapshot, fn func(*manifest.Unprotected) error) error {
 	rel := path.Join(sn.Dir(), ManifestName)
 	if err := sn.Validate(); err != nil {
 		return wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
@@ -71,11 +73,14 @@ func (s *Store) updateManifest(op string, sn Snapshot, fn func(*manifest.Unprote
 	if _, err := s.statDir(op, sn.Dir()); err != nil {
 		return err
 	}
-	lk, err := s.locker.LockManifest(sn.lockPath(), lock.ManifestTimeout)
+	lk, err := s.locker.LockManifest(ctx, sn.lockPath(), lock.ManifestTimeout)
 	if err != nil {
 		return wrap(op, s.abs(rel), nil, lockErr(err))
 	}
 	defer lk.Unlock()
+	if err := ctx.Err(); err != nil { // interrupted just as the lock came
+		return wrap(op, s.abs(rel), ErrInterrupted, err)
+	}
 
 	raw, st, err := s.readRel(rel, maxManifestFile)
 	if err != nil {

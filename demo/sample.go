@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -119,7 +120,7 @@ func Sample(dir string) (Summary, error) {
 		sum.Groups++
 		nss[g.Dir()[:len(g.Dir())-len(gs.typ+"/"+gs.id)]] = true
 		if gs.notes != "" {
-			if err := st.SetGroupNotes(g, gs.notes); err != nil {
+			if err := st.SetGroupNotes(context.Background(), g, gs.notes); err != nil {
 				return sum, fmt.Errorf("demo: group notes %s: %w", g.Dir(), err)
 			}
 			sum.Notes = append(sum.Notes, g.Dir()+"/notes")

@@ -200,7 +200,7 @@ func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fu
 	}
 	switch {
 	case to == NotesName:
-		return d.commitScratch(from, sf)
+		return d.commitScratch(ctx, from, sf)
 	case d.self.reservedName(to):
 		return errPerm
 	}
@@ -235,7 +235,7 @@ func (d *editDir) backupNotes(to string) error {
 // commitScratch is rename(scratch, notes): the scratch file's text becomes
 // the notes in one locked update, unconditionally (the renamer replaces the
 // file as a whole, as rename does on a local disk).
-func (d *editDir) commitScratch(from string, sf *scratchFile) error {
+func (d *editDir) commitScratch(ctx context.Context, from string, sf *scratchFile) error {
 	sf.mu.Lock()
 	if sf.link {
 		sf.mu.Unlock()
@@ -251,7 +251,7 @@ func (d *editDir) commitScratch(from string, sf *scratchFile) error {
 	}
 	n := d.notesNode()
 	n.mu.Lock()
-	err := n.src.replace(nil, text)
+	err := n.src.replace(ctx, nil, text)
 	if err == nil {
 		if s := n.sess; s != nil && !s.dirty {
 			// An idle write session continues from the new text.

@@ -56,6 +56,7 @@ var passThrough = map[syscall.Errno]bool{
 //	datastore.ErrNotEmpty     ENOTEMPTY
 //	datastore.ErrEncrypted    EACCES
 //	datastore.ErrIO           the cause's errno if it is one of passThrough, else EIO + error line
+//	datastore.ErrInterrupted  EINTR    (the request was interrupted while waiting for a lock; nothing written)
 //	context.Canceled          EINTR
 //	fuse.Errno, syscall.Errno unchanged (produced by this package)
 //	anything else             EIO + error line with the cause
@@ -102,7 +103,8 @@ func (f *FS) errno(op string, err error) error {
 		return fuse.Errno(syscall.ENOTEMPTY)
 	case errors.Is(err, datastore.ErrEncrypted):
 		return fuse.Errno(syscall.EACCES)
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, datastore.ErrInterrupted), errors.Is(err, context.Canceled):
+		f.log.Info(op+": interrupted; nothing written", "err", err)
 		return fuse.Errno(syscall.EINTR)
 	}
 	var se syscall.Errno

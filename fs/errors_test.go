@@ -40,6 +40,7 @@ func TestErrnoTable(t *testing.T) {
 		{"encrypted", ds(datastore.ErrEncrypted, manifest.ErrEncrypted), syscall.EACCES},
 		{"no space", ds(datastore.ErrIO, fmt.Errorf("write: %w", syscall.ENOSPC)), syscall.ENOSPC},
 		{"other io", ds(datastore.ErrIO, fmt.Errorf("write: %w", syscall.EBADMSG)), syscall.EIO},
+		{"interrupted", ds(datastore.ErrInterrupted, context.Canceled), syscall.EINTR},
 		{"canceled", fmt.Errorf("wrapped: %w", context.Canceled), syscall.EINTR},
 		{"errno", fuse.Errno(syscall.EXDEV), syscall.EXDEV},
 		{"syscall errno", syscall.ENOTDIR, syscall.ENOTDIR},

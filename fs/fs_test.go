@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -311,7 +312,7 @@ func TestNotesStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	sn := datastore.Snapshot{Group: vm100, Time: tFirst}
-	if err := e.store.SetNotes(sn, "changed in the GUI"); err != nil {
+	if err := e.store.SetNotes(context.Background(), sn, "changed in the GUI"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.write(h, 0, "more\n", fuse.OpenAppend); err != nil {
@@ -330,7 +331,7 @@ func TestNotesStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.store.SetNotes(sn, "changed again")
+	e.store.SetNotes(context.Background(), sn, "changed again")
 	if err := e.setSize(n, 0, true); err != nil {
 		t.Fatal(err)
 	}

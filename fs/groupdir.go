@@ -109,7 +109,7 @@ func (d *groupDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		return errNoEnt
 	}
 	sn := d.snapshot(req.Name)
-	if err := d.fs.store.RemoveSnapshot(sn); err != nil {
+	if err := d.fs.store.RemoveSnapshot(ctx, sn); err != nil {
 		return d.fs.errno("rmdir "+d.display()+"/"+req.Name, err)
 	}
 	d.kids.drop(req.Name)

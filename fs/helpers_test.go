@@ -93,7 +93,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if err := os.WriteFile(filepath.Join(base, corrupt.Dir(), datastore.ManifestName), []byte("this is not a blob at all"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.SetGroupNotes(vm100, groupText); err != nil {
+	if err := w.SetGroupNotes(context.Background(), vm100, groupText); err != nil {
 		t.Fatal(err)
 	}
 	prot := datastore.Snapshot{Group: ct200, Time: "2024-01-01T00:00:00Z"}

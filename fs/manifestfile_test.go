@@ -34,7 +34,7 @@ func TestManifestHandleLoadsWhatTheOpenSaw(t *testing.T) {
 	if err := fresh.Read(context.Background(), &fuse.ReadRequest{Offset: 0, Size: 1 << 20}, &resp); err != nil || !bytes.Equal(resp.Data, want) {
 		t.Fatalf("read of an unchanged manifest: %v (%d of %d bytes)", err, len(resp.Data), len(want))
 	}
-	if err := e.fs.store.SetNotes(sn, "changed after the open"); err != nil {
+	if err := e.fs.store.SetNotes(context.Background(), sn, "changed after the open"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stale.load(); !errors.Is(err, datastore.ErrStale) {

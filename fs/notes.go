@@ -24,8 +24,9 @@ type notesSource interface {
 	// where possible (for attributes).
 	size() (int, datastore.Stamp, error)
 	// replace writes text in one locked update, provided the text found
-	// under the lock still equals *base (any text when base is nil).
-	replace(base *string, text string) error
+	// under the lock still equals *base (any text when base is nil). ctx
+	// is the FUSE request's: an interrupt ends a lock wait (EINTR).
+	replace(ctx context.Context, base *string, text string) error
 	// committed is called after a commit, to drop what else shows the
 	// text (manifest.json).
 	committed()
@@ -45,8 +46,8 @@ func (s snapNotes) load() (string, datastore.Stamp, error) {
 	return s.d.notesText()
 }
 
-func (s snapNotes) replace(base *string, text string) error {
-	return s.d.fs.store.ReplaceNotes(s.d.sn, base, text)
+func (s snapNotes) replace(ctx context.Context, base *string, text string) error {
+	return s.d.fs.store.ReplaceNotes(ctx, s.d.sn, base, text)
 }
 
 func (s snapNotes) committed() {
@@ -80,8 +81,8 @@ func (s groupNotes) size() (int, datastore.Stamp, error) {
 	return len(text), st, err
 }
 
-func (s groupNotes) replace(base *string, text string) error {
-	return s.d.fs.store.ReplaceGroupNotes(s.d.g, base, text)
+func (s groupNotes) replace(ctx context.Context, base *string, text string) error {
+	return s.d.fs.store.ReplaceGroupNotes(ctx, s.d.g, base, text)
 }
 
 func (s groupNotes) committed() {}
@@ -332,7 +333,7 @@ func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp 
 		}
 		// Someone else's truncate -s, while a writer has the notes open
 		// (or its release is still on the way): at once, as without one.
-		return n.commitLocked("truncate")
+		return n.commitLocked(ctx, "truncate")
 	}
 	text, _, err := n.src.load()
 	if err != nil {
@@ -354,7 +355,7 @@ func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp 
 	if !utf8.ValidString(next) { // cut in the middle of a character
 		return errIllegal
 	}
-	if err := n.src.replace(base, next); err != nil {
+	if err := n.src.replace(ctx, base, next); err != nil {
 		return n.fs.errno("truncate "+n.display(), err)
 	}
 	n.afterCommit()
@@ -366,13 +367,13 @@ func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp 
 func (n *notesFile) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.commitLocked("fsync")
+	return n.commitLocked(ctx, "fsync")
 }
 
 // commitLocked writes the session's text if it is dirty. On failure the
 // session stays dirty (a later fsync or close tries again) and the errno is
 // returned to the caller: fsync, close or truncate fails visibly.
-func (n *notesFile) commitLocked(op string) error {
+func (n *notesFile) commitLocked(ctx context.Context, op string) error {
 	s := n.sess
 	if s == nil || !s.dirty {
 		return nil
@@ -391,7 +392,7 @@ func (n *notesFile) commitLocked(op string) error {
 		b := s.base
 		base = &b
 	}
-	if err := n.src.replace(base, text); err != nil {
+	if err := n.src.replace(ctx, base, text); err != nil {
 		return n.fs.errno(op+" "+n.display(), err)
 	}
 	s.base, s.derived, s.dirty = text, true, false
@@ -412,7 +413,7 @@ func (n *notesFile) afterCommit() {
 
 // releaseWriter ends one writer's part in the session; the last one commits
 // what is still dirty and ends the session.
-func (n *notesFile) releaseWriter() error {
+func (n *notesFile) releaseWriter(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := n.sess
@@ -423,7 +424,7 @@ func (n *notesFile) releaseWriter() error {
 	if s.writers > 0 {
 		return nil
 	}
-	err := n.commitLocked("close")
+	err := n.commitLocked(ctx, "close")
 	if err != nil {
 		n.fs.log.Error("notes edit lost: the last writer closed it and it could not be written",
 			"file", n.display(), "bytes", len(s.buf), "err", err)
@@ -526,7 +527,7 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 		h.n.fs.log.Debug("close by a process that did not write; not committed", "file", h.n.display(), "pid", req.Pid)
 		return nil
 	}
-	err := h.n.commitLocked("close")
+	err := h.n.commitLocked(ctx, "close")
 	if err != nil && h.n.sess != nil {
 		// close(2) tells the writer the text was not saved; it may retry
 		// (a shell's `>>` would then append twice). So the rejected text is
@@ -546,7 +547,7 @@ func (h *notesHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) err
 	if !h.write {
 		return nil
 	}
-	return h.n.releaseWriter()
+	return h.n.releaseWriter(ctx)
 }
 
 // readAt returns up to size bytes of data from off.

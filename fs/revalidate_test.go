@@ -30,10 +30,10 @@ func TestSweepShowsOutsideChanges(t *testing.T) {
 
 	// PBS's side, not through the mount.
 	const newNotes = "edited in the PBS web UI, and longer than before\n"
-	if err := e.store.SetNotes(datastore.Snapshot{Group: vm100, Time: tFirst}, newNotes); err != nil {
+	if err := e.store.SetNotes(context.Background(), datastore.Snapshot{Group: vm100, Time: tFirst}, newNotes); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.SetGroupNotes(vm100, "new group notes, longer than the old ones\n"); err != nil {
+	if err := e.store.SetGroupNotes(context.Background(), vm100, "new group notes, longer than the old ones\n"); err != nil {
 		t.Fatal(err)
 	}
 	writeSnap(t, e.store, datastore.Snapshot{Group: vm100, Time: tNew}, "")
@@ -122,7 +122,7 @@ func TestNotesReadFreshBeforeRevalidation(t *testing.T) {
 		for range 2 {
 			mustSh(t, dir, "cat "+p+" "+mp+"; stat -c %s "+p+" "+mp)
 		}
-		if err := e.store.SetNotes(sn, text); err != nil {
+		if err := e.store.SetNotes(context.Background(), sn, text); err != nil {
 			t.Fatal(err)
 		}
 		if got := mustSh(t, dir, "cat "+p); got != text {
@@ -144,7 +144,7 @@ func TestNotesReadFreshBeforeRevalidation(t *testing.T) {
 	second := datastore.Snapshot{Group: vm100, Time: tSecond}
 	mp2 := "vm/100/" + tSecond + "/manifest.json"
 	mustSh(t, dir, "stat -c %s "+mp2)
-	if err := e.store.SetNotes(second, "notes that make the manifest longer than it was\n"); err != nil {
+	if err := e.store.SetNotes(context.Background(), second, "notes that make the manifest longer than it was\n"); err != nil {
 		t.Fatal(err)
 	}
 	js, _, err := e.store.ManifestJSON(second)

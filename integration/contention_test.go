@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -103,7 +104,7 @@ func pbsWriterMain(arg string) int {
 		last := ""
 		for i := 1; i <= a.Updates; i++ {
 			v := value(i)
-			err := s.UpdateManifest(sn, func(u *manifest.Unprotected) error {
+			err := s.UpdateManifest(context.Background(), sn, func(u *manifest.Unprotected) error {
 				cur, _ := u.Get(key)
 				mu.Lock()
 				defer mu.Unlock()

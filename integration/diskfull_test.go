@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"os"
@@ -123,7 +124,7 @@ func smallStore(t *testing.T, dir string) (store, snap, group string) {
 	if err := s.CreateGroup(g, "root@pam"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetGroupNotes(g, "old group notes\n"); err != nil {
+	if err := s.SetGroupNotes(context.Background(), g, "old group notes\n"); err != nil {
 		t.Fatal(err)
 	}
 	sn := datastore.Snapshot{Group: g, Time: "2024-06-01T02:00:04Z"}

@@ -407,10 +407,10 @@ func setNotesOutside(t *testing.T, st *datastore.Store, tg editTarget, text stri
 	t.Helper()
 	var err error
 	if tg.snap {
-		err = st.SetNotes(snapshotOf(t, tg.rel), text)
+		err = st.SetNotes(context.Background(), snapshotOf(t, tg.rel), text)
 	} else {
 		parts := strings.Split(tg.rel, "/")
-		err = st.SetGroupNotes(datastore.Group{Type: parts[0], ID: parts[1]}, text)
+		err = st.SetGroupNotes(context.Background(), datastore.Group{Type: parts[0], ID: parts[1]}, text)
 	}
 	if err != nil {
 		t.Fatalf("set notes of %s outside the mount: %v", tg.rel, err)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -112,7 +113,7 @@ func helperMain() int {
 	case "group":
 		lk, err = l.LockGroup(p)
 	case "manifest":
-		lk, err = l.LockManifest(p, lock.ManifestTimeout)
+		lk, err = l.LockManifest(context.Background(), p, lock.ManifestTimeout)
 	default:
 		err = fmt.Errorf("unknown lock kind %q", objParts[0])
 	}

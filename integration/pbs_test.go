@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 func (m *mount) pbsSetNotes(snapRel, notes string) {
 	m.t.Helper()
 	sn := snapshotOf(m.t, snapRel)
-	lk, err := m.locker().LockManifest(lock.Path{NS: sn.Group.NS, Rel: sn.Group.Type + "/" + sn.Group.ID + "/" + sn.Time}, lock.ManifestTimeout)
+	lk, err := m.locker().LockManifest(context.Background(), lock.Path{NS: sn.Group.NS, Rel: sn.Group.Type + "/" + sn.Group.ID + "/" + sn.Time}, lock.ManifestTimeout)
 	if err != nil {
 		m.t.Fatalf("manifest lock: %v", err)
 	}

@@ -86,15 +86,19 @@ func (l *Locker) lockFileNB(path string, exclusive bool) (*Lock, error) {
 // with mkParents, its directory) before gofrs opens it: gofrs never creates
 // it itself, since it would get the umask and our owner instead of 0660
 // backup:backup. Lock files usually exist (PBS and pbsfs leave them), so
-// the common case is one open.
-func (l *Locker) lockFileWait(path string, timeout time.Duration, mkParents bool) (*Lock, error) {
-	ctx := context.Background()
+// the common case is one open. A done parent ctx ends the wait with an error
+// wrapping parent.Err(), told apart from the timeout.
+func (l *Locker) lockFileWait(parent context.Context, path string, timeout time.Duration, mkParents bool) (*Lock, error) {
+	ctx := parent
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(parent, timeout)
 		defer cancel()
 	}
 	for attempt := 0; ; attempt++ {
+		if err := parent.Err(); err != nil {
+			return nil, fmt.Errorf("waiting for the lock: %w", err)
+		}
 		fl := flock.New(path, flock.SetFlag(openFlags), flock.SetPermissions(lockFileMode))
 		var ok bool
 		var err error
@@ -105,6 +109,8 @@ func (l *Locker) lockFileWait(path string, timeout time.Duration, mkParents bool
 		}
 		if err != nil || !ok {
 			switch {
+			case parent.Err() != nil:
+				return nil, fmt.Errorf("waiting for the lock: %w", parent.Err())
 			case errors.Is(err, fs.ErrNotExist) && ctx.Err() == nil && attempt < maxCreateRaces:
 				// Not there yet, or unlinked meanwhile: create it (and its
 				// directory) and try again.

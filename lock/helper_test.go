@@ -2,6 +2,7 @@ package lock
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,7 +129,7 @@ func helperLock(a helperArgs) (func(), string, error) {
 		if timeout == 0 {
 			timeout = ManifestTimeout
 		}
-		lk, err = l.LockManifest(a.P, timeout)
+		lk, err = l.LockManifest(context.Background(), a.P, timeout)
 	default:
 		err = fmt.Errorf("unknown kind %q", a.Kind)
 	}

@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -213,8 +214,10 @@ func (l *Locker) LockSnapshot(p Path, shared bool) (*Lock, error) {
 
 // LockManifest takes the exclusive manifest lock of a snapshot, waiting up to
 // timeout (PBS: ManifestTimeout). A timeout <= 0 makes a single non-blocking
-// attempt (ErrWouldBlock), like PBS's lock_file with a zero timeout.
-func (l *Locker) LockManifest(p Path, timeout time.Duration) (*Lock, error) {
+// attempt (ErrWouldBlock), like PBS's lock_file with a zero timeout. The
+// wait ends early when ctx is done (an interrupted FUSE request): the error
+// then wraps ctx.Err() (context.Canceled), not ErrTimeout, and no lock is held.
+func (l *Locker) LockManifest(ctx context.Context, p Path, timeout time.Duration) (*Lock, error) {
 	if err := p.check(3); err != nil {
 		return nil, err
 	}
@@ -222,7 +225,7 @@ func (l *Locker) LockManifest(p Path, timeout time.Duration) (*Lock, error) {
 	// Legacy: the lock file lives inside the snapshot directory, which must
 	// not be re-created if the snapshot is gone.
 	mkParents := l.cfg.Scheme != Legacy
-	lk, err := l.lockFileWait(path, timeout, mkParents)
+	lk, err := l.lockFileWait(ctx, path, timeout, mkParents)
 	if err != nil {
 		return nil, fmt.Errorf("unable to acquire manifest lock %q: %w", path, err)
 	}

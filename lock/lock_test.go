@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -142,11 +143,11 @@ func TestManifestLockAcrossProcesses(t *testing.T) {
 	forSchemes(t, func(t *testing.T, cfg Config, l *Locker) {
 		path := l.ManifestLockPath(snapP)
 		h := hold(t, helperArgs{Cfg: cfg, P: snapP, Kind: "manifest"})
-		_, err := l.LockManifest(snapP, shortTimeout)
+		_, err := l.LockManifest(context.Background(), snapP, shortTimeout)
 		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), fmt.Sprintf("%q", path)) {
 			t.Fatalf("want ErrTimeout naming %s, got %v", path, err)
 		}
-		_, err = l.LockManifest(snapP, 0)
+		_, err = l.LockManifest(context.Background(), snapP, 0)
 		wantWouldBlock(t, err, path)
 		// The snapshot lock is a different lock.
 		lk, err := l.LockSnapshot(snapP, false)
@@ -160,7 +161,7 @@ func TestManifestLockAcrossProcesses(t *testing.T) {
 		var mlk *Lock
 		go func() {
 			var err error
-			mlk, err = l.LockManifest(snapP, time.Minute)
+			mlk, err = l.LockManifest(context.Background(), snapP, time.Minute)
 			got <- err
 		}()
 		time.Sleep(50 * time.Millisecond) // let it start waiting (not asserted)
@@ -199,7 +200,7 @@ func TestRawPBSInterop(t *testing.T) {
 		}{
 			{filepath.Join(root, "vm-100"), func() (*Lock, error) { return l.LockGroup(groupP) }, false},
 			{filepath.Join(root, `vm-100-`+tmEs), func() (*Lock, error) { return l.LockSnapshot(snapP, true) }, false},
-			{filepath.Join(root, `vm-100-`+tmEs+`-.index.json.lck`), func() (*Lock, error) { return l.LockManifest(snapP, shortTimeout) }, true},
+			{filepath.Join(root, `vm-100-`+tmEs+`-.index.json.lck`), func() (*Lock, error) { return l.LockManifest(context.Background(), snapP, shortTimeout) }, true},
 			{filepath.Join(root, `a:b/host-my\x2dhost.example-`+tmEs), func() (*Lock, error) { return l.LockSnapshot(nsSnapP, false) }, false},
 		} {
 			h := hold(t, helperArgs{Kind: "raw-file-ex", Raw: c.raw})
@@ -248,7 +249,7 @@ func TestRawPBSInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			h = hold(t, helperArgs{Kind: "raw-file-ex", Raw: raw})
-			if _, err := l.LockManifest(snapP, shortTimeout); !errors.Is(err, ErrTimeout) {
+			if _, err := l.LockManifest(context.Background(), snapP, shortTimeout); !errors.Is(err, ErrTimeout) {
 				t.Errorf("manifest vs raw flock on %s: %v", raw, err)
 			}
 			h.release(t)
@@ -268,12 +269,42 @@ func TestSameProcessConflict(t *testing.T) {
 			t.Errorf("second lock in the same process: %v", err)
 		}
 		unlock(t, a)
-		m, err := l.LockManifest(snapP, ManifestTimeout)
+		m, err := l.LockManifest(context.Background(), snapP, ManifestTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := l.LockManifest(snapP, shortTimeout); !errors.Is(err, ErrTimeout) {
+		if _, err := l.LockManifest(context.Background(), snapP, shortTimeout); !errors.Is(err, ErrTimeout) {
 			t.Errorf("second manifest lock in the same process: %v", err)
+		}
+		unlock(t, m)
+	})
+}
+
+// TestManifestWaitCanceled: a manifest lock wait ends as soon as its
+// context is canceled — with context.Canceled, not ErrTimeout — and leaves
+// nothing locked; an already canceled context makes no attempt at all.
+func TestManifestWaitCanceled(t *testing.T) {
+	forSchemes(t, func(t *testing.T, cfg Config, l *Locker) {
+		m, err := l.LockManifest(context.Background(), snapP, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		_, err = l.LockManifest(ctx, snapP, time.Hour)
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+			t.Errorf("wait canceled: %v, want context.Canceled", err)
+		}
+		if _, err := l.LockManifest(ctx, snapP, time.Hour); !errors.Is(err, context.Canceled) {
+			t.Errorf("already canceled: %v, want context.Canceled", err)
+		}
+		unlock(t, m)
+		if _, err := l.LockManifest(ctx, snapP, 0); !errors.Is(err, context.Canceled) {
+			t.Errorf("already canceled, lock free: %v, want context.Canceled", err)
+		}
+		m, err = l.LockManifest(context.Background(), snapP, 0)
+		if err != nil {
+			t.Fatalf("lock after the canceled waits: %v", err)
 		}
 		unlock(t, m)
 	})
@@ -293,7 +324,7 @@ func TestDoubleStatReplaced(t *testing.T) {
 				lock func() (*Lock, error)
 			}
 			cases := []lockCase{
-				{"manifest", l.ManifestLockPath(snapP), func() (*Lock, error) { return l.LockManifest(snapP, shortTimeout) }},
+				{"manifest", l.ManifestLockPath(snapP), func() (*Lock, error) { return l.LockManifest(context.Background(), snapP, shortTimeout) }},
 			}
 			if s == Run {
 				cases = append(cases,
@@ -335,7 +366,7 @@ func TestLockFileUnlinkedWhileHeld(t *testing.T) {
 		{"snap-excl", snapP, l.SnapshotLockPath(snapP), func() (*Lock, error) { return l.LockSnapshot(snapP, false) }},
 		{"group", groupP, l.GroupLockPath(groupP), func() (*Lock, error) { return l.LockGroup(groupP) }},
 		// waiting: picks up the re-created file while the old one is still held
-		{"manifest", snapP, l.ManifestLockPath(snapP), func() (*Lock, error) { return l.LockManifest(snapP, time.Minute) }},
+		{"manifest", snapP, l.ManifestLockPath(snapP), func() (*Lock, error) { return l.LockManifest(context.Background(), snapP, time.Minute) }},
 	} {
 		h := hold(t, helperArgs{Cfg: cfg, P: c.p, Kind: c.kind})
 		old, err := os.Stat(c.path)
@@ -385,7 +416,7 @@ func TestLockFileModeAndOwner(t *testing.T) {
 	forSchemes(t, func(t *testing.T, cfg Config, l *Locker) {
 		var files []string
 		for _, p := range []Path{snapP, nsSnapP} {
-			m, err := l.LockManifest(p, ManifestTimeout)
+			m, err := l.LockManifest(context.Background(), p, ManifestTimeout)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -521,7 +552,7 @@ func TestRemoveLockFiles(t *testing.T) {
 			for _, f := range []func() (*Lock, error){
 				func() (*Lock, error) { return l.LockGroup(g) },
 				func() (*Lock, error) { return l.LockSnapshot(p, false) },
-				func() (*Lock, error) { return l.LockManifest(p, ManifestTimeout) },
+				func() (*Lock, error) { return l.LockManifest(context.Background(), p, ManifestTimeout) },
 			} {
 				lk, err := f()
 				if err != nil {
@@ -574,7 +605,7 @@ func TestMissingDirectories(t *testing.T) {
 			t.Errorf("%s: group lock on missing dir: %v", s, err)
 		}
 		if s == Legacy {
-			if _, err := l.LockManifest(gone, shortTimeout); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := l.LockManifest(context.Background(), gone, shortTimeout); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("legacy manifest lock of missing snapshot: %v", err)
 			}
 			if _, err := os.Stat(filepath.Join(cfg.Base, "vm/999")); !errors.Is(err, fs.ErrNotExist) {

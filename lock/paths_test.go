@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -144,7 +145,7 @@ func TestPathValidation(t *testing.T) {
 	if _, err := l.LockSnapshot(Path{Rel: "vm/100"}, false); err == nil {
 		t.Error("LockSnapshot accepted a group path")
 	}
-	if _, err := l.LockManifest(Path{Rel: "vm/100"}, 0); err == nil {
+	if _, err := l.LockManifest(context.Background(), Path{Rel: "vm/100"}, 0); err == nil {
 		t.Error("LockManifest accepted a group path")
 	}
 }

@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -51,9 +52,9 @@ func TestSymlinkNotFollowed(t *testing.T) {
 		// missing one (which must not be created).
 		for _, to := range []string{target, filepath.Join(outside, "missing")} {
 			plant(l.ManifestLockPath(snapP), to)
-			lk, err := l.LockManifest(snapP, 0)
+			lk, err := l.LockManifest(context.Background(), snapP, 0)
 			check("manifest lock (no wait)", lk, err)
-			lk, err = l.LockManifest(snapP, ManifestTimeout)
+			lk, err = l.LockManifest(context.Background(), snapP, ManifestTimeout)
 			if err == nil {
 				lk.Unlock()
 				t.Errorf("manifest lock (waiting) through a symlink: locked")

@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"pbsfs/lock"
+)
+
+// envBlockedOp makes the test binary, re-executed, do one file operation
+// that blocks in pbsfs (see blockedOpMain). It is handled in init, before
+// TestMain.
+const envBlockedOp = "PBSFS_IT_BLOCKEDOP" // "save|PATH" or "rmdir|PATH"
+
+func init() {
+	if arg := os.Getenv(envBlockedOp); arg != "" {
+		os.Exit(blockedOpMain(arg))
+	}
+}
+
+// blockedOpMain saves notes (open O_TRUNC, write, close) or removes a
+// directory on the thread it prints ("tid N"), with SIGINT handled (so that
+// the interrupted system call returns instead of the process dying), and
+// prints the result: "errno N" (0 for success).
+func blockedOpMain(arg string) int {
+	op, path, _ := strings.Cut(arg, "|")
+	runtime.LockOSThread()
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT)
+	fmt.Printf("tid %d\n", unix.Gettid())
+	var err error
+	switch op {
+	case "save":
+		var fd int
+		fd, err = unix.Open(path, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
+		if err == nil {
+			if _, err = unix.Write(fd, []byte("interrupted save\n")); err == nil {
+				err = unix.Close(fd) // the FLUSH that commits; blocks on the manifest lock
+			}
+		}
+	case "rmdir":
+		err = unix.Rmdir(path)
+	default:
+		err = unix.EINVAL
+	}
+	var e unix.Errno
+	if err != nil && !errors.As(err, &e) {
+		e = unix.EIO
+	}
+	fmt.Printf("errno %d\n", int(e))
+	return 0
+}
+
+// waitInSyscall waits until thread tid of pid is blocked in system call nr
+// (the first field of /proc/PID/task/TID/syscall while it sleeps there).
+func waitInSyscall(t *testing.T, pid, tid int, nr uintptr) {
+	t.Helper()
+	file := fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tid)
+	deadline := time.Now().Add(scaled(4 * time.Second))
+	for {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(int(nr)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thread %d not blocked in syscall %d: %s shows %q", tid, nr, file, b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// interruptBlocked starts blockedOpMain for op on path, waits until its
+// thread is blocked in system call nr, sends that thread SIGINT (what a
+// terminal's Ctrl-C does to a single-threaded program) and returns the
+// errno the call ended with.
+func interruptBlocked(t *testing.T, op, path string, nr uintptr) syscall.Errno {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envBlockedOp+"="+op+"|"+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	r := bufio.NewReader(out)
+	line, _ := r.ReadString('\n')
+	tid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "tid "))
+	if err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	waitInSyscall(t, cmd.Process.Pid, tid, nr)
+	if err := unix.Tgkill(cmd.Process.Pid, tid, unix.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	line, _ = r.ReadString('\n')
+	n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "errno "))
+	if err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	return syscall.Errno(n)
+}
+
+// TestInterruptLockWait: Ctrl-C ends a notes save or an rmdir that waits
+// for a manifest lock PBS holds — with EINTR, before the 5 s lock timeout
+// (which would give EAGAIN), nothing written, and no lock kept: once PBS
+// lets go, the next save goes through at once.
+func TestInterruptLockWait(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	m := startMount(t, store)
+
+	t.Run("save", func(t *testing.T) {
+		snap := "ct/200/2024-06-01T01:30:00Z"
+		sn := snapshotOf(t, snap)
+		blob := filepath.Join(store, snap, "index.json.blob")
+		before, _ := os.ReadFile(blob)
+		h := m.holdLock("manifest", sn.Group.NS, sn.Group.Type+"/"+sn.Group.ID+"/"+sn.Time)
+		got := interruptBlocked(t, "save", m.path(snap, "notes"), unix.SYS_CLOSE)
+		if got != syscall.EINTR {
+			t.Errorf("close of a save interrupted while waiting for the manifest lock: errno %d (%v), want EINTR", got, got)
+		}
+		h.release()
+		time.Sleep(scaled(500 * time.Millisecond)) // a commit left behind would come now
+		if after, _ := os.ReadFile(blob); !bytes.Equal(before, after) {
+			t.Errorf("the interrupted save changed the manifest")
+		}
+		// No lock is left held: PBS gets it at once, and so does a save.
+		l := m.locker()
+		lk, err := l.LockManifest(t.Context(), lock.Path{NS: sn.Group.NS, Rel: sn.Group.Type + "/" + sn.Group.ID + "/" + sn.Time}, 0)
+		if err != nil {
+			t.Fatalf("manifest lock after the interrupted save: %v", err)
+		}
+		_ = lk.Unlock()
+		if err := os.WriteFile(m.path(snap, "notes"), []byte("after\n"), 0o644); err != nil {
+			t.Errorf("save after the interrupted one: %v", err)
+		}
+		if mm, _ := loadManifest(t, store, snap); mm.Notes() != "after\n" {
+			t.Errorf("notes on disk %q, want %q", mm.Notes(), "after\n")
+		}
+	})
+
+	t.Run("rmdir", func(t *testing.T) {
+		snap := "ct/200/2024-06-02T01:30:00Z"
+		sn := snapshotOf(t, snap)
+		before := treeDigest(t, store)
+		h := m.holdLock("manifest", sn.Group.NS, sn.Group.Type+"/"+sn.Group.ID+"/"+sn.Time)
+		got := interruptBlocked(t, "rmdir", m.path(snap), unix.SYS_UNLINKAT)
+		if got != syscall.EINTR {
+			t.Errorf("rmdir interrupted while waiting for the manifest lock: errno %d (%v), want EINTR", got, got)
+		}
+		h.release()
+		diffDigests(t, before, treeDigest(t, store))
+	})
+
+	if s := m.stderr.String(); !strings.Contains(s, "interrupted; nothing written") {
+		t.Errorf("no log line for the interrupted requests:\n%s", s)
+	}
+}
