@@ -220,23 +220,37 @@ func (b *builder) textBlock(n int, prefix string) []byte {
 	return []byte(sb.String()[:n])
 }
 
-// pxarParts returns the chunk contents of a file archive stream of about
-// count chunks between 16 and 192 KiB.
-func (b *builder) pxarParts(count int, prefix string) [][]byte {
-	parts := make([][]byte, count)
-	for i := range parts {
-		parts[i] = b.textBlock(16<<10+b.rng.IntN(176<<10), prefix)
+// cutChunks splits a stream into content-defined chunks as a backup
+// client does: a boundary where a gear rolling hash (as in FastCDC) has its
+// top 16 bits zero (they depend on the last 64 bytes), at least 16 KiB and at most 256 KiB apart (64 KiB on
+// average past the minimum). Unchanged stretches of two similar streams
+// therefore give the same chunks, which consecutive snapshots share.
+func cutChunks(data []byte) [][]byte {
+	const (
+		minChunk = 16 << 10
+		maxChunk = 256 << 10
+		mask     = (1<<16 - 1) << 48
+	)
+	var gear [256]uint64
+	rng := rand.New(rand.NewPCG(0x9ea4, 0xcdc))
+	for i := range gear {
+		gear[i] = rng.Uint64()
 	}
-	return parts
-}
-
-// catalogMagic is PROXMOX_CATALOG_FILE_MAGIC_1_0, the first bytes of a
-// decoded catalog.pcat1 stream.
-var catalogMagic = []byte{145, 253, 96, 249, 196, 103, 88, 213}
-
-func (b *builder) catalog(prefix string) [][]byte {
-	body := append(append([]byte{}, catalogMagic...), b.textBlock(6<<10+b.rng.IntN(8<<10), prefix)...)
-	return [][]byte{body}
+	var chunks [][]byte
+	for len(data) > 0 {
+		n := min(len(data), maxChunk)
+		var h uint64
+		for i := minChunk; i < n; i++ {
+			h = h<<1 + gear[data[i]]
+			if h&mask == 0 {
+				n = i + 1
+				break
+			}
+		}
+		chunks = append(chunks, data[:n])
+		data = data[n:]
+	}
+	return chunks
 }
 
 // diskHeader returns the first bytes of a virtual disk: a protective MBR and

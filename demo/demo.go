@@ -10,6 +10,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/lock"
+	"pbsfs/pxar/encoder"
 )
 
 // Summary describes what Sample or Large wrote.
@@ -49,7 +50,48 @@ const (
 	// (pct.conf, root.pxar, catalog.pcat1) whose configs differ.
 	SampleCTFirst  = "ct/200/2024-06-01T01:30:00Z"
 	SampleCTSecond = "ct/200/2024-06-02T01:30:00Z"
+	// SampleSplit is a container backup with a split archive
+	// (pct.conf, root.mpxar, root.ppxar; no catalog).
+	SampleSplit = "ns/prod/ct/310/2024-06-01T21:00:00Z"
+	// SampleEncryptedArchive is a host backup whose split archive is
+	// encrypted (key: DemoKey).
+	SampleEncryptedArchive = "ns/prod/host/web01.example.com/2024-06-02T04:45:10Z"
 )
+
+// SampleArchive describes the file archive of a container or host
+// snapshot of the sample store.
+type SampleArchive struct {
+	// Root is the archived tree (every entry kind, xattrs, ACLs; see the
+	// package documentation); file contents are in Node.Data.
+	Root *encoder.Node
+	// Split: root.mpxar.didx + root.ppxar.didx; otherwise root.pxar.didx
+	// and catalog.pcat1.didx.
+	Split     bool
+	Encrypted bool
+}
+
+// SampleArchiveOf returns the file archive Sample writes into the snapshot
+// (a datastore-relative directory as in the Sample* constants); false for
+// snapshots without one.
+func SampleArchiveOf(snapshot string) (SampleArchive, bool) {
+	for _, gs := range sampleGroups() {
+		if gs.typ != "ct" && gs.typ != "host" {
+			continue
+		}
+		g := datastore.Group{NS: gs.ns, Type: gs.typ, ID: gs.id}
+		for idx, ss := range gs.snaps {
+			if (datastore.Snapshot{Group: g, Time: ss.time}).Dir() != snapshot || ss.unfinished {
+				continue
+			}
+			t, err := time.Parse(time.RFC3339, ss.time)
+			if err != nil {
+				return SampleArchive{}, false
+			}
+			return SampleArchive{Root: rootFS(gs.name, idx, t.Unix()), Split: ss.split, Encrypted: ss.encrypted}, true
+		}
+	}
+	return SampleArchive{}, false
+}
 
 // demoKeySeed derives the fixed demo encryption key; never use it for real data.
 const demoKeySeed = "pbsfs demo encryption key - do not use for real backups"

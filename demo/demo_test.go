@@ -20,6 +20,7 @@ import (
 	"pbsfs/index"
 	"pbsfs/keyfile"
 	"pbsfs/manifest"
+	"pbsfs/pxar/encoder"
 )
 
 // snapRef splits a datastore-relative snapshot directory
@@ -316,10 +317,14 @@ func checkSampleManifest(t *testing.T, seenChunks chunkLens, base, sdir string, 
 			t.Errorf("%s: key-fingerprint = %s, want %s", sdir, fp, want)
 		}
 	}
+	archives := []string{"root.pxar.didx", "catalog.pcat1.didx"}
+	if ss.split {
+		archives = []string{"root.mpxar.didx", "root.ppxar.didx"}
+	}
 	wantFiles := map[string][]string{
 		"vm":   {"qemu-server.conf.blob", "drive-scsi0.img.fidx"},
-		"ct":   {"pct.conf.blob", "root.pxar.didx", "catalog.pcat1.didx"},
-		"host": {"root.pxar.didx"},
+		"ct":   append([]string{"pct.conf.blob"}, archives...),
+		"host": archives,
 	}[typ]
 	files := m.Files()
 	if len(files) != len(wantFiles) {
@@ -387,7 +392,7 @@ func checkSampleManifest(t *testing.T, seenChunks chunkLens, base, sdir string, 
 				if uint64(n) != e.End-start {
 					t.Fatalf("%s/%s: chunk %d has %d bytes, want %d", sdir, fi.Filename, i, n, e.End-start)
 				}
-				if i == 0 && data != nil && strings.HasPrefix(fi.Filename, "catalog.") && !bytes.HasPrefix(data, catalogMagic) {
+				if i == 0 && data != nil && strings.HasPrefix(fi.Filename, "catalog.") && !bytes.HasPrefix(data, encoder.CatalogMagic[:]) {
 					t.Errorf("%s/%s: no catalog magic", sdir, fi.Filename)
 				}
 				start = e.End

@@ -7,10 +7,19 @@
 // and "prod/db", vm, ct and host groups with owners and group notes, several
 // snapshots per group whose manifests carry notes (multi-line and non-ASCII),
 // chunk_upload_stats and verify_state like PBS writes them, real .fidx/.didx
-// index files whose chunks exist in .chunks, one protected snapshot, one
-// signed manifest with encrypted files (fixed demo key, key-fingerprint in the
+// index files whose chunks exist in .chunks, one protected snapshot, signed
+// manifests with encrypted files (fixed demo key, key-fingerprint in the
 // unprotected section) and one unfinished snapshot (a directory without
 // index.json.blob).
+//
+// Container and host snapshots hold real pxar archives (package
+// pxar/encoder) of a small root file system with every entry kind, xattrs,
+// file capabilities, access and default ACLs and a log file spanning
+// several chunks: v1 root.pxar.didx with catalog.pcat1.didx, or split
+// root.mpxar.didx + root.ppxar.didx (SampleSplit; one encrypted,
+// SampleEncryptedArchive). Streams are cut into content-defined chunks, so
+// consecutive snapshots share most of them. SampleArchiveOf returns the
+// archived tree of a snapshot, for tests that compare a mount with it.
 //
 // Large writes manifests only (no index files, no chunks), with realistic
 // file lists and sizes, in parallel on all available cores; it is meant for

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/manifest"
+	"pbsfs/pxar/encoder"
 )
 
 type snapSpec struct {
@@ -20,6 +22,7 @@ type snapSpec struct {
 	encrypted  bool
 	verify     string // "ok", "failed" or "" (never verified)
 	clientLog  bool
+	split      bool // ct/host: split archive (root.mpxar + root.ppxar, no catalog)
 }
 
 type groupSpec struct {
@@ -74,19 +77,19 @@ func sampleGroups() []groupSpec {
 			}},
 		{ns: prod, typ: "ct", id: "310", owner: "root@pam", name: "proxy",
 			snaps: []snapSpec{
-				{time: "2024-06-01T21:00:00Z", verify: "ok", notes: "haproxy 2.8"},
-				{time: "2024-06-02T21:00:00Z"},
+				{time: "2024-06-01T21:00:00Z", verify: "ok", notes: "haproxy 2.8", split: true},
+				{time: "2024-06-02T21:00:00Z", split: true},
 			}},
 		{ns: prod, typ: "host", id: "web01.example.com", owner: "admin@pbs!deploy", name: "web01.example.com",
 			snaps: []snapSpec{
-				{time: "2024-06-02T04:45:10Z", notes: "ad-hoc backup before certificate renewal"},
+				{time: "2024-06-02T04:45:10Z", notes: "ad-hoc backup before certificate renewal", encrypted: true, split: true},
 			}},
 		{ns: db, typ: "ct", id: "400", owner: "dbadmin@pve", name: "pg-primary",
 			notes: "PostgreSQL 16 primary\nPITR via WAL archive on nfs01",
 			snaps: []snapSpec{
 				{time: "2024-06-01T00:30:00Z", verify: "ok", notes: "pg_dump ok — 12 GB\nVACUUM FULL vorher"},
 				{time: "2024-06-02T00:30:00Z", verify: "ok", notes: "数据库备份完成"},
-				{time: "2024-06-03T00:30:00Z"},
+				{time: "2024-06-03T00:30:00Z", split: true, notes: "first backup with change detection mode data"},
 			}},
 		{ns: db, typ: "vm", id: "410", owner: "root@pam", name: "mariadb", disk: 4 << 30,
 			snaps: []snapSpec{
@@ -250,23 +253,55 @@ func (b *builder) archives(files *fileSet, gs groupSpec, idx int, epoch int64, s
 		if err := add(b.blob("pct.conf.blob", []byte(b.pctConf(gs)), enc)); err != nil {
 			return err
 		}
-		parts := append([][]byte{}, b.groupParts(gs, 4)...)
-		parts = append(parts, b.pxarParts(1, fmt.Sprintf("/var/lib/snap%d", idx))...)
-		if err := add(b.dynamic("root.pxar.didx", epoch, parts, enc)); err != nil {
-			return err
-		}
-		return add(b.dynamic("catalog.pcat1.didx", epoch, b.catalog("/"+gs.name), enc))
+		return b.fileArchives(files, gs, idx, epoch, ss)
 	case "host":
-		parts := append([][]byte{}, b.groupParts(gs, 3)...)
-		parts = append(parts, b.pxarParts(1, fmt.Sprintf("/home/admin/snap%d", idx))...)
-		return add(b.dynamic("root.pxar.didx", epoch, parts, enc))
+		return b.fileArchives(files, gs, idx, epoch, ss)
 	}
 	return fmt.Errorf("unknown backup type %q", gs.typ)
 }
 
-// groupBytes/groupParts return content shared by all snapshots of a group
-// (so that their indexes share chunks, as incremental backups do),
-// generated on first use.
+// fileArchives adds the archive of the root file system of a container or
+// host (rootFS): a v1 root.pxar.didx and its catalog.pcat1.didx, as the
+// client writes them in its default (legacy) mode, or for ss.split a
+// root.mpxar.didx and root.ppxar.didx as in its data change-detection mode
+// (PBS 3.2.5 and later), which writes no catalog. The streams are cut into
+// content-defined chunks.
+func (b *builder) fileArchives(files *fileSet, gs groupSpec, idx int, epoch int64, ss snapSpec) error {
+	root := rootFS(gs.name, idx, epoch)
+	streams := map[string]*bytes.Buffer{}
+	var names []string
+	stream := func(name string) *bytes.Buffer {
+		names = append(names, name)
+		streams[name] = &bytes.Buffer{}
+		return streams[name]
+	}
+	if ss.split {
+		meta, payload := stream("root.mpxar.didx"), stream("root.ppxar.didx")
+		if err := encoder.WriteSplit(meta, payload, root, encoder.SplitOptions{}); err != nil {
+			return fmt.Errorf("split archive: %w", err)
+		}
+	} else {
+		if err := encoder.WriteV1(stream("root.pxar.didx"), root); err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
+		arch := encoder.CatalogArchive{Name: "root.pxar.didx", Root: root}
+		if err := encoder.WriteCatalog(stream("catalog.pcat1.didx"), arch); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+	}
+	for _, name := range names {
+		info, raw, err := b.dynamic(name, epoch, cutChunks(streams[name].Bytes()), ss.encrypted)
+		if err != nil {
+			return err
+		}
+		files.add(info, raw)
+	}
+	return nil
+}
+
+// groupBytes returns content shared by all snapshots of a group (so that
+// their indexes share chunks, as incremental backups do), generated on
+// first use.
 func (b *builder) groupBytes(gs groupSpec, tag string, gen func() []byte) []byte {
 	if b.shared == nil {
 		b.shared = make(map[string][][]byte)
@@ -277,19 +312,6 @@ func (b *builder) groupBytes(gs groupSpec, tag string, gen func() []byte) []byte
 	}
 	v := gen()
 	b.shared[k] = [][]byte{v}
-	return v
-}
-
-func (b *builder) groupParts(gs groupSpec, n int) [][]byte {
-	if b.shared == nil {
-		b.shared = make(map[string][][]byte)
-	}
-	k := gs.typ + "/" + gs.id + "/parts"
-	if v, ok := b.shared[k]; ok {
-		return v
-	}
-	v := b.pxarParts(n, "/"+gs.name)
-	b.shared[k] = v
 	return v
 }
 

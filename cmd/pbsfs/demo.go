@@ -24,8 +24,9 @@ touched: its lock files live in a temporary directory too.
 
 By default the datastore is a small, realistic sample: namespaces, all three
 backup types, notes in several languages, group notes and owners, archives
-with real chunks (configs, sparse disk images, pxar streams), one protected,
-one unfinished and one encrypted snapshot. The demo mounts it with the
+with real chunks (configs, sparse disk images, pxar file archives of small
+root file systems: v1 with catalog and split), one protected, one
+unfinished and two encrypted snapshots. The demo mounts it with the
 demo's encryption key, written as a PBS key file (no password) so that
 'pbsfs mount --keyfile' can be tried on the store too. With --groups,
 --snapshots or --namespaces it is a large generated one instead (manifests
