@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"crypto/sha256"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,4 +222,106 @@ func TestCutChunks(t *testing.T) {
 	if !bytes.Equal(moved[len(moved)-1], chunks[len(chunks)-1]) || !bytes.Equal(moved[len(moved)-2], chunks[len(chunks)-2]) {
 		t.Error("an insertion at the start changed the last chunks")
 	}
+}
+
+// The streaming chunk writer cuts where cutChunks cuts, whatever the sizes
+// of the writes.
+func TestChunkWriterCutsLikeCutChunks(t *testing.T) {
+	data := []byte(syslogText("stream", 30)) // about 1 MiB
+	want := cutChunks(data)
+	var got [][]byte
+	w := newChunkWriter("x.didx", [16]byte{}, 0, func(c []byte) ([32]byte, error) {
+		got = append(got, bytes.Clone(c))
+		return sha256.Sum256(c), nil
+	})
+	for off, step := 0, 1; off < len(data); step = step*7%100003 + 1 {
+		n := min(step, len(data)-off)
+		if _, err := w.Write(data[off : off+n]); err != nil {
+			t.Fatal(err)
+		}
+		off += n
+	}
+	info, raw, err := w.finish(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d chunks, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("chunk %d differs", i)
+		}
+	}
+	dx, err := index.ParseDynamic(raw)
+	if err != nil || len(dx.Entries) != len(want) || info.Size != uint64(len(data)) {
+		t.Errorf("index: %v, %d entries, size %d", err, len(dx.Entries), info.Size)
+	}
+}
+
+// WriteFileArchive stores a tree with a large streamed file as v1 and as
+// split archive, plain and encrypted; the stored streams are the encoder's.
+func TestWriteFileArchive(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "store")
+	st, cleanup, err := createStore(base, datastore.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	cc, err := manifest.NewCryptConfig(DemoKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bigSize = 3<<20 + 12345
+	root := rootFS("archive-test", 0, 1717200000)
+	root.Children = append(root.Children, &encoder.Node{Name: "big", Mode: pxar.ModeRegular | 0o644, Size: bigSize,
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(io.LimitReader(&countingReader{}, bigSize)), nil }})
+	for _, split := range []bool{false, true} {
+		for _, crypt := range []*manifest.CryptConfig{nil, cc} {
+			infos, files, err := WriteFileArchive(st, FileArchive{Name: "data", Root: root, Split: split, Ctime: 1717200000, Crypt: crypt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]*bytes.Buffer{}
+			buf := func(name string) *bytes.Buffer { want[name] = &bytes.Buffer{}; return want[name] }
+			if split {
+				err = encoder.WriteSplit(buf("data.mpxar.didx"), buf("data.ppxar.didx"), root, encoder.SplitOptions{})
+			} else if err = encoder.WriteV1(buf("data.pxar.didx"), root); err == nil {
+				err = encoder.WriteCatalog(buf("catalog.pcat1.didx"), encoder.CatalogArchive{Name: "data.pxar.didx", Root: root})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(infos) != len(want) || len(files) != len(want) {
+				t.Fatalf("split %v: files %v", split, infos)
+			}
+			dir := t.TempDir()
+			for _, info := range infos {
+				if (info.CryptMode == manifest.CryptEncrypt) != (crypt != nil) {
+					t.Errorf("%s: crypt-mode %s", info.Filename, info.CryptMode)
+				}
+				// readStream reads the index from a store-relative path.
+				rel, _ := filepath.Rel(base, filepath.Join(dir, info.Filename))
+				if err := os.WriteFile(filepath.Join(dir, info.Filename), files[info.Filename], 0o644); err != nil {
+					t.Fatal(err)
+				}
+				got, _ := readStream(t, base, rel, crypt != nil)
+				if !bytes.Equal(got, want[info.Filename].Bytes()) {
+					t.Errorf("split %v, encrypted %v: %s: stored stream (%d bytes) differs from the encoder's (%d bytes)",
+						split, crypt != nil, info.Filename, len(got), want[info.Filename].Len())
+				}
+			}
+		}
+	}
+}
+
+// countingReader yields bytes 0, 1, 2, ... (mod 256).
+type countingReader struct{ off int }
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte(c.off + i)
+	}
+	c.off += len(b)
+	return len(b), nil
 }

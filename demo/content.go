@@ -220,39 +220,6 @@ func (b *builder) textBlock(n int, prefix string) []byte {
 	return []byte(sb.String()[:n])
 }
 
-// cutChunks splits a stream into content-defined chunks as a backup
-// client does: a boundary where a gear rolling hash (as in FastCDC) has its
-// top 16 bits zero (they depend on the last 64 bytes), at least 16 KiB and at most 256 KiB apart (64 KiB on
-// average past the minimum). Unchanged stretches of two similar streams
-// therefore give the same chunks, which consecutive snapshots share.
-func cutChunks(data []byte) [][]byte {
-	const (
-		minChunk = 16 << 10
-		maxChunk = 256 << 10
-		mask     = (1<<16 - 1) << 48
-	)
-	var gear [256]uint64
-	rng := rand.New(rand.NewPCG(0x9ea4, 0xcdc))
-	for i := range gear {
-		gear[i] = rng.Uint64()
-	}
-	var chunks [][]byte
-	for len(data) > 0 {
-		n := min(len(data), maxChunk)
-		var h uint64
-		for i := minChunk; i < n; i++ {
-			h = h<<1 + gear[data[i]]
-			if h&mask == 0 {
-				n = i + 1
-				break
-			}
-		}
-		chunks = append(chunks, data[:n])
-		data = data[n:]
-	}
-	return chunks
-}
-
 // diskHeader returns the first bytes of a virtual disk: a protective MBR and
 // a GPT header signature, followed by a little partition data.
 func (b *builder) diskHeader(label string) []byte {

@@ -19,7 +19,9 @@
 // root.mpxar.didx + root.ppxar.didx (SampleSplit; one encrypted,
 // SampleEncryptedArchive). Streams are cut into content-defined chunks, so
 // consecutive snapshots share most of them. SampleArchiveOf returns the
-// archived tree of a snapshot, for tests that compare a mount with it.
+// archived tree of a snapshot, for tests that compare a mount with it;
+// WriteFileArchive stores any tree (e.g. encoder.FromDir of a real
+// directory) as such an archive, streaming.
 //
 // Large writes manifests only (no index files, no chunks), with realistic
 // file lists and sizes, in parallel on all available cores; it is meant for

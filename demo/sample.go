@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/manifest"
-	"pbsfs/pxar/encoder"
 )
 
 type snapSpec struct {
@@ -264,37 +262,16 @@ func (b *builder) archives(files *fileSet, gs groupSpec, idx int, epoch int64, s
 // host (rootFS): a v1 root.pxar.didx and its catalog.pcat1.didx, as the
 // client writes them in its default (legacy) mode, or for ss.split a
 // root.mpxar.didx and root.ppxar.didx as in its data change-detection mode
-// (PBS 3.2.5 and later), which writes no catalog. The streams are cut into
-// content-defined chunks.
+// (PBS 3.2.5 and later), which writes no catalog.
 func (b *builder) fileArchives(files *fileSet, gs groupSpec, idx int, epoch int64, ss snapSpec) error {
-	root := rootFS(gs.name, idx, epoch)
-	streams := map[string]*bytes.Buffer{}
-	var names []string
-	stream := func(name string) *bytes.Buffer {
-		names = append(names, name)
-		streams[name] = &bytes.Buffer{}
-		return streams[name]
+	a := FileArchive{Name: "root", Root: rootFS(gs.name, idx, epoch), Split: ss.split, Ctime: epoch, Crypt: b.cryptFor(ss.encrypted)}
+	store := func(data []byte) ([32]byte, error) { return b.chunk(data, ss.encrypted) }
+	infos, raw, err := writeFileArchive(a, store, func(string) [16]byte { return b.uuid() })
+	if err != nil {
+		return err
 	}
-	if ss.split {
-		meta, payload := stream("root.mpxar.didx"), stream("root.ppxar.didx")
-		if err := encoder.WriteSplit(meta, payload, root, encoder.SplitOptions{}); err != nil {
-			return fmt.Errorf("split archive: %w", err)
-		}
-	} else {
-		if err := encoder.WriteV1(stream("root.pxar.didx"), root); err != nil {
-			return fmt.Errorf("archive: %w", err)
-		}
-		arch := encoder.CatalogArchive{Name: "root.pxar.didx", Root: root}
-		if err := encoder.WriteCatalog(stream("catalog.pcat1.didx"), arch); err != nil {
-			return fmt.Errorf("catalog: %w", err)
-		}
-	}
-	for _, name := range names {
-		info, raw, err := b.dynamic(name, epoch, cutChunks(streams[name].Bytes()), ss.encrypted)
-		if err != nil {
-			return err
-		}
-		files.add(info, raw)
+	for _, info := range infos {
+		files.add(info, raw[info.Filename])
 	}
 	return nil
 }
