@@ -220,6 +220,11 @@ func (e *encoder) child(c *Node, path string) (uint64, error) {
 		}
 		e.placed[c] = linkTarget{pos: start, path: path}
 	}
+	switch c.kind() {
+	case pxar.ModeDir, pxar.ModeRegular, pxar.ModeSymlink, pxar.ModeBlock, pxar.ModeChar, pxar.ModeFIFO, pxar.ModeSocket:
+	default:
+		return 0, fmt.Errorf("pxar encoder: /%s: unknown file type in mode %#o", path, c.Mode)
+	}
 	entryStart := e.meta.n
 	if err := e.entry(c); err != nil {
 		return 0, fmt.Errorf("pxar encoder: /%s: %w", path, err)

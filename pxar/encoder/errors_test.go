@@ -40,6 +40,7 @@ func TestWriteRefusesBadTrees(t *testing.T) {
 		{"size vs data", dir(&Node{Name: "f", Mode: pxar.ModeRegular, Size: 5, Data: []byte("x")}), "size 5 but 1 data bytes"},
 		{"empty symlink", dir(&Node{Name: "s", Mode: pxar.ModeSymlink}), "symlink target of 0 bytes"},
 		{"nanoseconds", dir(&Node{Name: "f", Mode: pxar.ModeRegular, MtimeNsec: 1e9}), "nanoseconds"},
+		{"no file type", dir(&Node{Name: "f", Mode: 0o644}), "unknown file type"},
 		{"children of a file", dir(&Node{Name: "f", Mode: pxar.ModeRegular, Children: []*Node{file("c")}}), "children of a non-directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
