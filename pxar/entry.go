@@ -48,7 +48,7 @@ type ACLEntry struct {
 	Perm uint64
 }
 
-// ACLDefaultBase holds the base entries of a directory's default ACL (the
+// ACLDefault holds the base entries of a directory's default ACL (the
 // ACL_DEFAULT item). Mask is ACLNoMask when the default ACL has none.
 type ACLDefault struct {
 	UserObj, GroupObj, Other, Mask uint64
@@ -101,10 +101,12 @@ type Entry struct {
 	HardlinkPath string
 
 	entryStart uint64 // ENTRY header offset in the metadata stream
+	linkOffset uint64 // hardlinks: the HARDLINK item's offset field
 
 	// directories
 	bodyStart uint64 // first child FILENAME (or the GOODBYE) offset
 	end       uint64 // end of the directory's GOODBYE item
+	tailRef   uint64 // what the goodbye tail's offset counts from (ENTRY; 0 for the root)
 
 	// regular files
 	data *payloadLoc
