@@ -411,7 +411,7 @@ func (a *Archive) ReadAt(e *Entry, p []byte, off int64) (int, error) {
 	r, stream, limit := a.meta, streamMeta, a.metaSize
 	if d.split {
 		if a.payload == nil {
-			return 0, errors.New("pxar: split archive opened without its payload stream")
+			return 0, ErrNoPayload
 		}
 		r, stream, limit = a.payload, streamPayload, a.payloadSize
 		if !d.checked.Load() {

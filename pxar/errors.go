@@ -23,6 +23,10 @@ var ErrNotDir = errors.New("pxar: not a directory")
 // file.
 var ErrNotRegular = errors.New("pxar: not a regular file")
 
+// ErrNoPayload is returned by ReadAt for a file of a split archive that was
+// opened without its payload stream.
+var ErrNoPayload = errors.New("pxar: split archive opened without its payload stream")
+
 // CorruptError describes malformed archive data: which stream ("metadata"
 // or "payload"), at which byte offset, and what is wrong. It unwraps to
 // ErrCorrupt.
