@@ -12,4 +12,4 @@ require (
 	golang.org/x/term v0.48.0
 )
 
-require github.com/dchest/siphash v1.2.3 // indirect
+require github.com/dchest/siphash v1.2.3

@@ -40,6 +40,8 @@ type Archive struct {
 // dirState is a directory opened from its goodbye table; children is nil
 // until the directory was listed. A dirState is immutable once cached.
 type dirState struct {
+	entryStart   uint64 // the directory it was opened for (cache keys are goodbye ends)
+	bodyStart    uint64
 	goodbyeStart uint64
 	n            uint64   // child items in the goodbye table
 	children     []*Entry // sorted by name; nil until listed
@@ -146,7 +148,7 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 	if dir.Kind != KindDir {
 		return nil, ErrNotDir
 	}
-	if st, ok := a.dirs.Get(dir.end); ok {
+	if st, ok := a.dirs.Get(dir.end); ok && st.entryStart == dir.entryStart && st.bodyStart == dir.bodyStart {
 		return st, nil
 	}
 	end, body := dir.end, dir.bodyStart
@@ -177,7 +179,7 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 	if toff != gb-dir.tailRef {
 		return nil, corruptf(streamMeta, tailPos, "goodbye tail points to %d, the directory starts at %d", int64(gb)-int64(toff), dir.tailRef)
 	}
-	st := &dirState{goodbyeStart: gb, n: (tsize-HeaderSize)/GoodbyeItemSize - 1}
+	st := &dirState{entryStart: dir.entryStart, bodyStart: body, goodbyeStart: gb, n: (tsize-HeaderSize)/GoodbyeItemSize - 1}
 	a.dirs.Add(dir.end, st)
 	return st, nil
 }
@@ -293,7 +295,9 @@ func (a *Archive) ReadDir(dir *Entry) ([]*Entry, error) {
 			return nil, corruptf(streamMeta, st.goodbyeStart, "directory at %d holds %q twice", dir.entryStart, out[i].Name)
 		}
 	}
-	a.dirs.Add(dir.end, &dirState{goodbyeStart: st.goodbyeStart, n: st.n, children: out})
+	listed := *st
+	listed.children = out
+	a.dirs.Add(dir.end, &listed)
 	return out, nil
 }
 

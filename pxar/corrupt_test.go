@@ -312,3 +312,25 @@ func TestStreamErrors(t *testing.T) {
 		t.Errorf("reading over a damaged chunk: %v", err)
 	}
 }
+
+// TestDirCacheKeyedByDirectory: two directory entries claiming the same
+// goodbye end (possible only in a crafted archive) do not share a cached
+// table; the second is checked on its own and fails.
+func TestDirCacheKeyedByDirectory(t *testing.T) {
+	a, _ := openFixture(t, fixtures[0], Options{})
+	sub, err := lookupPath(a, "/sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ReadDir(sub); err != nil {
+		t.Fatal(err)
+	}
+	fake := *sub
+	fake.entryStart -= 3
+	fake.bodyStart -= 3
+	fake.tailRef -= 3
+	_, err = a.ReadDir(&fake)
+	wantCorrupt(t, "directory sharing another's goodbye end", err, "goodbye tail points")
+	_, err = a.Lookup(&fake, "deep")
+	wantCorrupt(t, "lookup in it", err, "goodbye tail points")
+}
