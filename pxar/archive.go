@@ -67,6 +67,7 @@ func Open(meta io.ReaderAt, metaSize int64, payload io.ReaderAt, payloadSize int
 	}
 	a := &Archive{meta: meta, metaSize: uint64(metaSize), version: 1, dirs: dirs}
 	c := newCursor(meta, streamMeta, a.metaSize)
+	defer c.release()
 	ht, hsize, err := c.header(0, a.metaSize)
 	if err != nil {
 		return nil, err
@@ -106,6 +107,7 @@ func Open(meta io.ReaderAt, metaSize int64, payload io.ReaderAt, payloadSize int
 	if a.version == 2 && payload != nil {
 		a.payload, a.payloadSize = payload, uint64(payloadSize)
 		pc := newCursor(payload, streamPayload, a.payloadSize)
+		defer pc.release()
 		b, err := pc.at(0, HeaderSize)
 		if err != nil {
 			return nil, err
@@ -156,6 +158,7 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 		return nil, corruptf(streamMeta, body, "directory at %d has no room for a goodbye table before %d", dir.entryStart, end)
 	}
 	c := newCursor(a.meta, streamMeta, end)
+	defer c.release()
 	b, err := c.tail(end, GoodbyeItemSize, body)
 	if err != nil {
 		return nil, err
@@ -254,6 +257,7 @@ func (a *Archive) ReadDir(dir *Entry) ([]*Entry, error) {
 		return st.children, nil
 	}
 	c := newCursor(a.meta, streamMeta, dir.end)
+	defer c.release()
 	items, err := a.readItems(c, st)
 	if err != nil {
 		return nil, err
@@ -348,6 +352,7 @@ func (a *Archive) Lookup(dir *Entry, name string) (*Entry, error) {
 		return nil, ErrNotFound
 	}
 	c := newCursor(a.meta, streamMeta, dir.end)
+	defer c.release()
 	h := HashFilename([]byte(name))
 	itemAt := func(i uint64) (goodbyeItem, error) {
 		b, err := c.at(st.goodbyeStart+HeaderSize+i*GoodbyeItemSize, GoodbyeItemSize)

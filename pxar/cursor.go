@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // readWindow is how much a cursor reads ahead: most items are small and
@@ -21,8 +22,22 @@ type cursor struct {
 	bufOff uint64
 }
 
+// bufPool recycles cursor windows: a listing or lookup needs one for the
+// duration of the call only (decoded entries copy what they keep).
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, readWindow); return &b }}
+
 func newCursor(r io.ReaderAt, stream string, limit uint64) *cursor {
-	return &cursor{r: r, stream: stream, limit: limit}
+	return &cursor{r: r, stream: stream, limit: limit, buf: (*(bufPool.Get().(*[]byte)))[:0]}
+}
+
+// release returns the window to the pool; the cursor must not be used
+// afterwards. Windows grown for a large item are left to the collector.
+func (c *cursor) release() {
+	if cap(c.buf) <= 4*readWindow {
+		b := c.buf[:0]
+		bufPool.Put(&b)
+	}
+	c.buf = nil
 }
 
 // at returns the n bytes at off, reading a window from off if they are not

@@ -3,6 +3,7 @@ package pxar
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -281,5 +282,28 @@ func TestSplitPayloadStreams(t *testing.T) {
 				t.Errorf("%d files, want 100", files)
 			}
 		})
+	}
+}
+
+// TestEntryV1 decodes a child written with the pre-1.0 ENTRY_V1 item
+// (mtime as unsigned nanoseconds, §5.3).
+func TestEntryV1(t *testing.T) {
+	st := make([]byte, StatV1Size)
+	binary.LittleEndian.PutUint64(st, ModeFIFO|0o600)
+	binary.LittleEndian.PutUint32(st[16:], 7)
+	binary.LittleEndian.PutUint32(st[20:], 8)
+	binary.LittleEndian.PutUint64(st[24:], 1715000000_123456789)
+	meta := flatArchive([]rawChild{{name: []byte("old"), body: itemBytes(TypeEntryV1, st)}})
+	a, err := Open(bytes.NewReader(meta), int64(len(meta)), nil, 0, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := a.Root()
+	e, err := a.Lookup(root, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Kind != KindFIFO || e.Mode != ModeFIFO|0o600 || e.UID != 7 || e.GID != 8 || e.MtimeSec != 1715000000 || e.MtimeNsec != 123456789 {
+		t.Errorf("ENTRY_V1 decoded as %+v", e)
 	}
 }
