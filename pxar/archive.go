@@ -182,10 +182,18 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 	if toff != gb-dir.tailRef {
 		return nil, corruptf(streamMeta, tailPos, "goodbye tail points to %d, the directory starts at %d", int64(gb)-int64(toff), dir.tailRef)
 	}
-	st := &dirState{entryStart: dir.entryStart, bodyStart: body, goodbyeStart: gb, n: (tsize-HeaderSize)/GoodbyeItemSize - 1}
+	n := (tsize-HeaderSize)/GoodbyeItemSize - 1
+	if n > (gb-body)/minChildSize {
+		return nil, corruptf(streamMeta, gb, "goodbye table lists %d children, the directory body [%d, %d) has room for %d", n, body, gb, (gb-body)/minChildSize)
+	}
+	st := &dirState{entryStart: dir.entryStart, bodyStart: body, goodbyeStart: gb, n: n}
 	a.dirs.Add(dir.end, st)
 	return st, nil
 }
+
+// minChildSize is the smallest child: a one-byte FILENAME (18 bytes) and a
+// HARDLINK with a one-byte path (25 bytes).
+const minChildSize = HeaderSize + 2 + HeaderSize + 8 + 1
 
 type goodbyeItem struct {
 	hash, offset, size uint64
@@ -193,14 +201,18 @@ type goodbyeItem struct {
 
 // readItems reads the goodbye table's child items.
 func (a *Archive) readItems(c *cursor, st *dirState) ([]goodbyeItem, error) {
-	b, err := c.at(st.goodbyeStart+HeaderSize, st.n*GoodbyeItemSize)
-	if err != nil {
-		return nil, err
-	}
 	items := make([]goodbyeItem, st.n)
-	for i := range items {
-		o := b[i*GoodbyeItemSize:]
-		items[i] = goodbyeItem{le64(o), le64(o[8:]), le64(o[16:])}
+	const batch = readWindow / GoodbyeItemSize
+	for i := uint64(0); i < st.n; i += batch {
+		k := min(batch, st.n-i)
+		b, err := c.at(st.goodbyeStart+HeaderSize+i*GoodbyeItemSize, k*GoodbyeItemSize)
+		if err != nil {
+			return nil, err
+		}
+		for j := range k {
+			o := b[j*GoodbyeItemSize:]
+			items[i+j] = goodbyeItem{le64(o), le64(o[8:]), le64(o[16:])}
+		}
 	}
 	return items, nil
 }

@@ -334,3 +334,24 @@ func TestDirCacheKeyedByDirectory(t *testing.T) {
 	_, err = a.Lookup(&fake, "deep")
 	wantCorrupt(t, "lookup in it", err, "goodbye tail points")
 }
+
+// TestGoodbyeTableTooLarge: a table claiming more children than its
+// directory body can hold is refused before anything is allocated for it.
+func TestGoodbyeTableTooLarge(t *testing.T) {
+	meta := flatArchive([]rawChild{{name: []byte("a"), body: fifoBody()}})
+	// Grow the table by 3 bogus items in front of the tail and fix the
+	// header and tail sizes.
+	gb := len(meta) - HeaderSize - 2*GoodbyeItemSize
+	b := append([]byte(nil), meta[:gb]...)
+	size := uint64(HeaderSize + 5*GoodbyeItemSize)
+	b = append(b, header(TypeGoodbye, size)...)
+	b = append(b, meta[gb+HeaderSize:gb+HeaderSize+GoodbyeItemSize]...)
+	b = append(b, make([]byte, 3*GoodbyeItemSize)...)
+	tail := make([]byte, GoodbyeItemSize)
+	binary.LittleEndian.PutUint64(tail, GoodbyeTailMarker)
+	binary.LittleEndian.PutUint64(tail[8:], uint64(gb))
+	binary.LittleEndian.PutUint64(tail[16:], size)
+	b = append(b, tail...)
+	_, err := Open(bytes.NewReader(b), int64(len(b)), nil, 0, Options{})
+	wantCorrupt(t, "4 children in a body of one", err, "has room for 1")
+}
