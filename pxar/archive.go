@@ -277,18 +277,14 @@ func (a *Archive) ReadDir(dir *Entry) ([]*Entry, error) {
 	if i, ok := checkBST(items); !ok {
 		return nil, corruptf(streamMeta, st.goodbyeStart+HeaderSize+uint64(i)*GoodbyeItemSize, "goodbye table is not a search tree of its hashes")
 	}
-	type child struct {
-		e               *Entry
-		start, end, idx uint64
-	}
-	kids := make([]child, len(items))
-	// Decode in archive order: neighbouring children share reads.
+	// Decode in archive order (offsets descending = FILENAME ascending):
+	// neighbouring children share reads, and overlaps show.
 	order := make([]int, len(items))
 	for i := range order {
 		order[i] = i
-		kids[i].start = st.goodbyeStart - min(items[i].offset, st.goodbyeStart)
 	}
-	sort.Slice(order, func(x, y int) bool { return kids[order[x]].start < kids[order[y]].start })
+	sort.Slice(order, func(x, y int) bool { return items[order[x]].offset > items[order[y]].offset })
+	out := make([]*Entry, 0, len(items))
 	var prevEnd uint64
 	for _, i := range order {
 		e, start, end, err := a.decodeItem(c, dir, st, uint64(i), items[i])
@@ -299,11 +295,7 @@ func (a *Archive) ReadDir(dir *Entry) ([]*Entry, error) {
 			return nil, corruptf(streamMeta, start, "child %q overlaps its preceding sibling (ending at %d)", e.Name, prevEnd)
 		}
 		prevEnd = end
-		kids[i] = child{e: e, start: start, end: end, idx: uint64(i)}
-	}
-	out := make([]*Entry, len(kids))
-	for i := range kids {
-		out[i] = kids[i].e
+		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	for i := 1; i < len(out); i++ {
