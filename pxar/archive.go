@@ -201,7 +201,8 @@ type goodbyeItem struct {
 
 // readItems reads the goodbye table's child items.
 func (a *Archive) readItems(c *cursor, st *dirState) ([]goodbyeItem, error) {
-	items := make([]goodbyeItem, st.n)
+	// The slice grows with what was read, not with what the tail claims.
+	items := make([]goodbyeItem, 0, min(st.n, 4096))
 	const batch = readWindow / GoodbyeItemSize
 	for i := uint64(0); i < st.n; i += batch {
 		k := min(batch, st.n-i)
@@ -211,7 +212,7 @@ func (a *Archive) readItems(c *cursor, st *dirState) ([]goodbyeItem, error) {
 		}
 		for j := range k {
 			o := b[j*GoodbyeItemSize:]
-			items[i+j] = goodbyeItem{le64(o), le64(o[8:]), le64(o[16:])}
+			items = append(items, goodbyeItem{le64(o), le64(o[8:]), le64(o[16:])})
 		}
 	}
 	return items, nil
