@@ -199,8 +199,10 @@ type goodbyeItem struct {
 	hash, offset, size uint64
 }
 
-// readItems reads the goodbye table's child items.
-func (a *Archive) readItems(c *cursor, st *dirState) ([]goodbyeItem, error) {
+// readItems reads the goodbye table's child items, checking as it goes that
+// each points into the directory body, so a garbage table fails at its
+// first bad item instead of being read whole.
+func (a *Archive) readItems(c *cursor, dir *Entry, st *dirState) ([]goodbyeItem, error) {
 	// The slice grows with what was read, not with what the tail claims.
 	items := make([]goodbyeItem, 0, min(st.n, 4096))
 	const batch = readWindow / GoodbyeItemSize
@@ -212,7 +214,11 @@ func (a *Archive) readItems(c *cursor, st *dirState) ([]goodbyeItem, error) {
 		}
 		for j := range k {
 			o := b[j*GoodbyeItemSize:]
-			items = append(items, goodbyeItem{le64(o), le64(o[8:]), le64(o[16:])})
+			it := goodbyeItem{le64(o), le64(o[8:]), le64(o[16:])}
+			if _, _, err := childRange(dir, st, it, st.goodbyeStart+HeaderSize+(i+j)*GoodbyeItemSize); err != nil {
+				return nil, err
+			}
+			items = append(items, it)
 		}
 	}
 	return items, nil
@@ -271,7 +277,7 @@ func (a *Archive) ReadDir(dir *Entry) ([]*Entry, error) {
 	}
 	c := newCursor(a.meta, streamMeta, dir.end)
 	defer c.release()
-	items, err := a.readItems(c, st)
+	items, err := a.readItems(c, dir, st)
 	if err != nil {
 		return nil, err
 	}

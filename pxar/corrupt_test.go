@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -355,3 +356,97 @@ func TestGoodbyeTableTooLarge(t *testing.T) {
 	_, err := Open(bytes.NewReader(b), int64(len(b)), nil, 0, Options{})
 	wantCorrupt(t, "4 children in a body of one", err, "has room for 1")
 }
+
+// TestHugeClaimsAllocateLittle puts lying length fields into a virtual
+// 1 TiB stream: a PRELUDE, an XATTR, a goodbye table of zeros as large as
+// the body allows and a PAYLOAD of 512 GiB. Each is refused or served
+// without allocating more than a few MiB.
+func TestHugeClaimsAllocateLittle(t *testing.T) {
+	const tib = 1 << 40
+	measure := func(what string, s *segReader, check func(a *Archive, err error)) {
+		t.Helper()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		a, err := Open(s, s.size, nil, 0, Options{})
+		check(a, err)
+		runtime.ReadMemStats(&after)
+		if d := after.TotalAlloc - before.TotalAlloc; d > 4<<20 {
+			t.Errorf("%s: allocated %d bytes", what, d)
+		}
+	}
+	// PRELUDE of 512 GiB.
+	s := &segReader{}
+	s.add(segment{data: append(header(TypeFormatVersion, 24), le64b(2)...)})
+	s.add(segment{data: header(TypePrelude, tib/2)})
+	s.add(segment{zeros: tib - s.size})
+	measure("prelude", s, func(_ *Archive, err error) { wantCorrupt(t, "huge prelude", err, "PRELUDE of") })
+
+	// Root whose goodbye table of zeros fills a third of the stream.
+	root := statBytes(ModeDir|0o755, 0)
+	tsize := uint64(HeaderSize + GoodbyeItemSize*(tib/3/GoodbyeItemSize))
+	s = &segReader{}
+	s.add(segment{data: root})
+	s.add(segment{data: itemBytes(TypeFilename, []byte("f\x00"))})
+	s.add(segment{data: statBytes(ModeRegular|0o644, 0)})
+	fill := tib - int64(tsize) - s.size
+	s.add(segment{data: header(TypePayload, uint64(fill))})
+	s.add(segment{zeros: fill - HeaderSize})
+	gb := uint64(s.size)
+	s.add(segment{data: header(TypeGoodbye, tsize)})
+	s.add(segment{zeros: int64(tsize) - HeaderSize - GoodbyeItemSize})
+	s.add(segment{data: append(append(le64b(GoodbyeTailMarker), le64b(gb)...), le64b(tsize)...)})
+	measure("table", s, func(a *Archive, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := a.Root()
+		_, err = a.ReadDir(r)
+		wantCorrupt(t, "huge table of zeros", err, "outside its directory body")
+		// A lookup reads one slot per tree level (about 35 here).
+		if _, err = a.Lookup(r, "x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("lookup in a huge table of zeros: %v", err)
+		}
+	})
+
+	// An XATTR claiming 512 GiB, and a file with a 512 GiB PAYLOAD.
+	for _, c := range []struct {
+		what  string
+		items []byte
+		check func(a *Archive, e []*Entry, err error)
+	}{
+		{"xattr", append(statBytes(ModeFIFO, 0), header(TypeXattr, tib/2)...), func(_ *Archive, _ []*Entry, err error) {
+			wantCorrupt(t, "huge xattr", err, "content bytes, at most")
+		}},
+		{"payload", append(statBytes(ModeRegular|0o644, 0), header(TypePayload, tib/2+HeaderSize)...), func(a *Archive, kids []*Entry, err error) {
+			if err != nil || len(kids) != 1 || kids[0].Size != tib/2 {
+				t.Fatalf("file with a 512 GiB payload: %v %v", kids, err)
+			}
+			buf := make([]byte, 1<<20)
+			if n, err := a.ReadAt(kids[0], buf, tib/2-10); n != 10 || err != io.EOF {
+				t.Errorf("read at the end of a 512 GiB file: %d, %v", n, err)
+			}
+		}},
+	} {
+		s := &segReader{}
+		s.add(segment{data: root})
+		fs := uint64(s.size)
+		s.add(segment{data: itemBytes(TypeFilename, []byte("f\x00"))})
+		s.add(segment{data: c.items})
+		s.add(segment{zeros: tib/2 + 1024})
+		gb := uint64(s.size)
+		s.add(segment{data: header(TypeGoodbye, HeaderSize+2*GoodbyeItemSize)})
+		s.add(segment{data: append(append(le64b(HashFilename([]byte("f"))), le64b(gb-fs)...), le64b(gb-fs)...)})
+		s.add(segment{data: append(append(le64b(GoodbyeTailMarker), le64b(gb)...), le64b(HeaderSize+2*GoodbyeItemSize)...)})
+		measure(c.what, s, func(a *Archive, err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := a.Root()
+			kids, err := a.ReadDir(r)
+			c.check(a, kids, err)
+		})
+	}
+}
+
+func le64b(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
