@@ -17,8 +17,8 @@
 // Lookup without a cached listing walks the table as the binary search tree
 // of §7.1 (reading only the slots on the path, equal hashes in both
 // subtrees) and compares the FILENAME. Children are decoded in archive
-// order through a cursor that reads 8 KiB windows, so neighbouring items
-// share one ReadAt.
+// order through a cursor that reads 8 KiB windows (recycled through a
+// sync.Pool), so neighbouring items share one ReadAt.
 //
 // Caches. Decoded directories (their goodbye position and, once listed,
 // their children sorted by name) live in an LRU of Options.DirCacheSize
@@ -34,7 +34,9 @@
 // Bounds and validation. Every item header is checked against the type's
 // content limit (§2) and against the range it must lie in before anything
 // is allocated from its size; tables are sized from the tail, which must
-// fit its directory. A child's range must lie inside its parent's body and
+// fit its directory and may list no more children than its body can hold;
+// goodbye items are checked as they are read, so a garbage table fails at
+// its first item. A child's range must lie inside its parent's body and
 // before the parent's goodbye table, a subdirectory's goodbye tail must
 // point back at its own ENTRY; ranges thus nest strictly and no crafted
 // table can make a cycle. A listing additionally checks that the table is a
