@@ -10,8 +10,12 @@ import (
 	fusefs "bazil.org/fuse/fs"
 )
 
-// editDir is what snapshot and group directories share: a notes file and
-// room for the scratch files editors create while saving it (scratch.go).
+// editHost is a directory with a notes file and room for the scratch files
+// editors create while saving it (scratch.go): snapDir and groupDir. The
+// operations in this file are what both share; each directory calls them
+// with itself, as the directory whose notes and names they are and as the
+// node the kernel knows (for invalidations, and for telling a rename within
+// the directory from one to elsewhere).
 //
 // Rename is where saving happens for editors that write a new file and
 // rename it over the old one (sed -i, vim with 'backupcopy' off, many GUI
@@ -27,14 +31,6 @@ import (
 // again, and creating it starts an empty text that is committed, as any
 // write of notes, on fsync and close. A notes never created again keeps its
 // stored text (shown again after a remount).
-type editDir struct {
-	dirBase
-	self editHost // the embedding directory node
-}
-
-// editHost is what the directory embedding an editDir provides. (Methods
-// rather than func fields: one pointer per directory instead of two
-// closures, for every snapshot directory of a walked store.)
 type editHost interface {
 	dirNode
 	// reservedName reports whether name is not free for scratch files.
@@ -43,25 +39,26 @@ type editHost interface {
 	newNotes() node
 }
 
-// notesNode returns the directory's notes node: the cached one (whose write
-// session a commit must see) or a transient one.
-func (d *editDir) notesNode() *notesFile {
-	if n, ok := d.kids.peek(NotesName); ok {
+// notesNode returns h's notes node: the cached one (whose write session a
+// commit must see) or a transient one.
+func notesNode(h editHost) *notesFile {
+	if n, ok := h.dir().kids.peek(NotesName); ok {
 		return n.(*notesFile)
 	}
-	return d.self.newNotes().(*notesFile)
+	return h.newNotes().(*notesFile)
 }
 
 // lookupNotes is Lookup of notes (ENOENT while it is unlinked).
-func (d *editDir) lookupNotes(ctx context.Context, resp *fuse.LookupResponse) (fusefs.Node, error) {
+func lookupNotes(ctx context.Context, h editHost, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	d := h.dir()
 	if d.fs.notesUnlinked(d.rel) {
 		return nil, errNoEnt
 	}
-	return d.lookupChild(ctx, NotesName, resp, d.self.newNotes)
+	return d.lookupChild(ctx, NotesName, resp, h.newNotes)
 }
 
 // notesDirent is the listing entry of notes, none while it is unlinked.
-func (d *editDir) notesDirent() []fuse.Dirent {
+func (d *dirBase) notesDirent() []fuse.Dirent {
 	if d.fs.notesUnlinked(d.rel) {
 		return nil
 	}
@@ -69,7 +66,7 @@ func (d *editDir) notesDirent() []fuse.Dirent {
 }
 
 // lookupScratch is the fallback of Lookup for names that are not reserved.
-func (d *editDir) lookupScratch(ctx context.Context, name string, resp *fuse.LookupResponse) (fusefs.Node, error) {
+func (d *dirBase) lookupScratch(ctx context.Context, name string, resp *fuse.LookupResponse) (fusefs.Node, error) {
 	sf := d.fs.scratchLookup(d.rel, name)
 	if sf == nil {
 		return nil, errNoEnt
@@ -82,22 +79,24 @@ func (d *editDir) lookupScratch(ctx context.Context, name string, resp *fuse.Loo
 }
 
 // checkNewName refuses names that cannot become scratch files.
-func (d *editDir) checkNewName(name string) error {
+func checkNewName(h editHost, name string) error {
+	d := h.dir()
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
 	}
-	if d.self.reservedName(name) || name == "." || name == ".." {
+	if h.reservedName(name) || name == "." || name == ".." {
 		return errPerm
 	}
 	return nil
 }
 
 // Create makes a scratch file, or notes again after it was unlinked.
-func (d *editDir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+func createIn(ctx context.Context, h editHost, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	d := h.dir()
 	if req.Name == NotesName && !d.fs.ro && d.fs.notesUnlinked(d.rel) {
-		return d.recreateNotes(ctx, req, resp)
+		return recreateNotes(ctx, h, req, resp)
 	}
-	if err := d.checkNewName(req.Name); err != nil {
+	if err := checkNewName(h, req.Name); err != nil {
 		return nil, nil, err
 	}
 	if !req.Mode.IsRegular() {
@@ -110,13 +109,14 @@ func (d *editDir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fus
 	d.fs.log.Debug("scratch file created", "file", sf.display())
 	resp.Flags |= fuse.OpenDirectIO
 	resp.EntryValid = d.fs.ttl
-	return sf, &scratchHandle{s: sf, append: req.Flags&fuse.OpenAppend != 0}, nil
+	return sf, newScratchHandle(sf, req.Flags), nil
 }
 
 // Mknod makes an empty scratch file (NFS servers and some tools create
 // files this way); other node types are refused.
-func (d *editDir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
-	if err := d.checkNewName(req.Name); err != nil {
+func mknodIn(h editHost, req *fuse.MknodRequest) (fusefs.Node, error) {
+	d := h.dir()
+	if err := checkNewName(h, req.Name); err != nil {
 		return nil, err
 	}
 	if !req.Mode.IsRegular() {
@@ -130,8 +130,9 @@ func (d *editDir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Nod
 }
 
 // Symlink makes a scratch symlink (Emacs's lock file ".#notes").
-func (d *editDir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
-	if err := d.checkNewName(req.NewName); err != nil {
+func symlinkIn(h editHost, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	d := h.dir()
+	if err := checkNewName(h, req.NewName); err != nil {
 		return nil, err
 	}
 	sf := d.fs.newScratch(d.rel, req.NewName, 0o777, req.Uid, req.Gid)
@@ -142,16 +143,17 @@ func (d *editDir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs
 	return sf, nil
 }
 
-// removeFile is unlink in an edit directory: scratch files go; notes goes
-// from this directory only, until it is created again (see editDir); the
+// unlinkIn is unlink in h: scratch files go; notes goes from this
+// directory only, until it is created again (see editHost); the
 // other reserved names stay (EPERM, deliberately, so that `rm -r` of a
 // snapshot fails at manifest.json instead of looking like it worked).
-func (d *editDir) removeFile(name string) error {
+func unlinkIn(h editHost, name string) error {
+	d := h.dir()
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
 	}
 	if name == NotesName {
-		n := d.notesNode()
+		n := notesNode(h)
 		if _, _, err := n.src.load(); err != nil {
 			return d.fs.errno("unlink "+n.display(), err)
 		}
@@ -161,7 +163,7 @@ func (d *editDir) removeFile(name string) error {
 		d.fs.log.Debug("notes unlinked: hidden until created again, stored notes unchanged", "file", n.display())
 		return nil
 	}
-	if d.self.reservedName(name) {
+	if h.reservedName(name) {
 		return errPerm
 	}
 	if d.fs.scratchRemove(d.rel, name) == nil {
@@ -170,13 +172,14 @@ func (d *editDir) removeFile(name string) error {
 	return nil
 }
 
-// Rename within the directory; see editDir. Renames to another directory
+// renameIn is rename within h; see editHost. Renames to another directory
 // are EXDEV (mv then copies, which ends in the same operations here).
-func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+func renameIn(ctx context.Context, h editHost, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	d := h.dir()
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
 	}
-	if newDir != d.self {
+	if newDir != fusefs.Node(h) {
 		return fuse.Errno(syscall.EXDEV)
 	}
 	from, to := req.OldName, req.NewName
@@ -184,14 +187,14 @@ func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fu
 	case from == to:
 		return nil
 	case from == NotesName:
-		if d.self.reservedName(to) {
+		if h.reservedName(to) {
 			return errPerm
 		}
 		if d.fs.notesUnlinked(d.rel) {
 			return errNoEnt
 		}
-		return d.backupNotes(to)
-	case d.self.reservedName(from):
+		return backupNotes(h, to)
+	case h.reservedName(from):
 		return errPerm
 	}
 	sf := d.fs.scratchLookup(d.rel, from)
@@ -200,8 +203,8 @@ func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fu
 	}
 	switch {
 	case to == NotesName:
-		return d.commitScratch(ctx, from, sf)
-	case d.self.reservedName(to):
+		return commitScratch(ctx, h, from, sf)
+	case h.reservedName(to):
 		return errPerm
 	}
 	if err := d.fs.scratchAdd(d.rel, to, sf, true); err != nil {
@@ -213,8 +216,9 @@ func (d *editDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fu
 
 // backupNotes is rename(notes, to): a scratch file to with the committed
 // text and the notes file's attributes; notes stays as it is.
-func (d *editDir) backupNotes(to string) error {
-	n := d.notesNode()
+func backupNotes(h editHost, to string) error {
+	d := h.dir()
+	n := notesNode(h)
 	text, st, err := n.src.load()
 	if err != nil {
 		return d.fs.errno("rename "+n.display(), err)
@@ -227,7 +231,7 @@ func (d *editDir) backupNotes(to string) error {
 	}
 	// The kernel now has the notes node under the name "to"; make it look
 	// "to" up again, which finds the copy.
-	d.fs.invalidateEntry(d.self, to)
+	d.fs.invalidateEntry(h, to)
 	d.fs.log.Debug("notes renamed away: kept notes, made a scratch copy", "dir", d.display(), "copy", to)
 	return nil
 }
@@ -235,7 +239,8 @@ func (d *editDir) backupNotes(to string) error {
 // commitScratch is rename(scratch, notes): the scratch file's text becomes
 // the notes in one locked update, unconditionally (the renamer replaces the
 // file as a whole, as rename does on a local disk).
-func (d *editDir) commitScratch(ctx context.Context, from string, sf *scratchFile) error {
+func commitScratch(ctx context.Context, h editHost, from string, sf *scratchFile) error {
+	d := h.dir()
 	sf.mu.Lock()
 	if sf.link {
 		sf.mu.Unlock()
@@ -249,14 +254,11 @@ func (d *editDir) commitScratch(ctx context.Context, from string, sf *scratchFil
 	if len(text) > d.fs.maxNotes {
 		return errTooBig
 	}
-	n := d.notesNode()
+	n := notesNode(h)
 	n.mu.Lock()
 	err := n.src.replace(ctx, nil, text)
-	if err == nil {
-		if s := n.sess; s != nil && !s.dirty {
-			// An idle write session continues from the new text.
-			s.buf, s.base, s.derived = []byte(text), text, true
-		}
+	if err == nil && n.sess != nil {
+		n.sess.replaced(text)
 	}
 	n.mu.Unlock()
 	if err != nil {
@@ -270,7 +272,7 @@ func (d *editDir) commitScratch(ctx context.Context, from string, sf *scratchFil
 	n.afterCommit()
 	// The kernel now has the scratch node under the name "notes"; make it
 	// look notes up again, which finds the notes node.
-	d.fs.invalidateEntry(d.self, NotesName)
+	d.fs.invalidateEntry(h, NotesName)
 	d.fs.log.Debug("notes replaced by rename", "file", n.display(), "from", from, "bytes", len(text))
 	return nil
 }
@@ -279,11 +281,12 @@ func (d *editDir) commitScratch(ctx context.Context, from string, sf *scratchFil
 // with a write session that starts empty (as O_TRUNC does), committed on
 // fsync and close like every write of notes; an empty file commits empty
 // notes. Until then the stored text is untouched.
-func (d *editDir) recreateNotes(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+func recreateNotes(ctx context.Context, h editHost, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	d := h.dir()
 	if !req.Mode.IsRegular() {
 		return nil, nil, errPerm
 	}
-	kid, _ := d.kids.get(&d.dirBase, NotesName, d.self.newNotes)
+	kid, _ := d.kids.get(d, NotesName, h.newNotes)
 	n := kid.(*notesFile)
 	flags := req.Flags | fuse.OpenTruncate
 	if !writable(flags) {
@@ -292,7 +295,7 @@ func (d *editDir) recreateNotes(ctx context.Context, req *fuse.CreateRequest, re
 	if err := n.Attr(ctx, &resp.Attr); err != nil {
 		return nil, nil, err
 	}
-	h, err := n.Open(ctx, &fuse.OpenRequest{Header: req.Header, Flags: flags}, &resp.OpenResponse)
+	fh, err := n.Open(ctx, &fuse.OpenRequest{Header: req.Header, Flags: flags}, &resp.OpenResponse)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -300,5 +303,5 @@ func (d *editDir) recreateNotes(ctx context.Context, req *fuse.CreateRequest, re
 	d.fs.setNotesUnlinked(d.rel, false)
 	resp.EntryValid = d.fs.ttl
 	d.fs.log.Debug("notes created again after unlink", "file", n.display())
-	return n, h, nil
+	return n, fh, nil
 }

@@ -58,6 +58,8 @@ var passThrough = map[syscall.Errno]bool{
 //	datastore.ErrIO           the cause's errno if it is one of passThrough, else EIO + error line
 //	datastore.ErrInterrupted  EINTR    (the request was interrupted while waiting for a lock; nothing written)
 //	context.Canceled          EINTR
+//	errNotUTF8, errPastLimit  EILSEQ, EFBIG (a notes write session's text, session.go)
+//	errOffset                 EINVAL
 //	fuse.Errno, syscall.Errno unchanged (produced by this package)
 //	anything else             EIO + error line with the cause
 func (f *FS) errno(op string, err error) error {
@@ -106,6 +108,14 @@ func (f *FS) errno(op string, err error) error {
 	case errors.Is(err, datastore.ErrInterrupted), errors.Is(err, context.Canceled):
 		f.log.Info(op+": interrupted; nothing written", "err", err)
 		return fuse.Errno(syscall.EINTR)
+	case errors.Is(err, errNotUTF8):
+		f.log.Info(op+": not written", "err", err)
+		return errIllegal
+	case errors.Is(err, errPastLimit):
+		f.log.Info(op+": not written", "err", err, "limit", f.maxNotes)
+		return errTooBig
+	case errors.Is(err, errOffset):
+		return errInval
 	}
 	var se syscall.Errno
 	if errors.As(err, &se) && passThrough[se] {

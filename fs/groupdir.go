@@ -14,7 +14,7 @@ import (
 // (read-only), one directory per snapshot, and editors' scratch files. rmdir
 // of a snapshot directory removes the snapshot (PBS "forget").
 type groupDir struct {
-	editDir
+	dirBase
 	g      datastore.Group
 	parent *typeDir
 }
@@ -24,6 +24,7 @@ var (
 	_ fusefs.NodeRequestLookuper = (*groupDir)(nil)
 	_ fusefs.NodeOpener          = (*groupDir)(nil)
 	_ dirNode                    = (*groupDir)(nil)
+	_ editHost                   = (*groupDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*groupDir)(nil)
 	_ fusefs.NodeForgetter       = (*groupDir)(nil)
 	_ fusefs.NodeRemover         = (*groupDir)(nil)
@@ -38,8 +39,7 @@ var (
 )
 
 func newGroupDir(f *FS, parent *typeDir, rel string, g datastore.Group) *groupDir {
-	d := &groupDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, g: g, parent: parent}
-	d.self = d
+	d := &groupDir{dirBase: dirBase{nodeBase: newBase(f, rel)}, g: g, parent: parent}
 	return d
 }
 
@@ -66,7 +66,7 @@ func (d *groupDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fu
 	name := req.Name
 	switch {
 	case name == NotesName:
-		return d.lookupNotes(ctx, resp)
+		return lookupNotes(ctx, d, resp)
 	case name == OwnerName:
 		return d.lookupChild(ctx, name, resp, func() node { return newOwnerFile(d.fs, d) })
 	case datastore.ValidBackupTime(name):
@@ -100,7 +100,7 @@ func (d *groupDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 // when protected); unlink removes scratch files only.
 func (d *groupDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	if !req.Dir {
-		return d.removeFile(req.Name)
+		return unlinkIn(d, req.Name)
 	}
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
@@ -126,4 +126,23 @@ func (d *groupDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		}
 	}
 	return nil
+}
+
+// The operations shared with the other directory kind holding notes
+// (editdir.go).
+
+func (d *groupDir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	return createIn(ctx, d, req, resp)
+}
+
+func (d *groupDir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	return mknodIn(d, req)
+}
+
+func (d *groupDir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	return symlinkIn(d, req)
+}
+
+func (d *groupDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	return renameIn(ctx, d, req, newDir)
 }

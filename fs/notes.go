@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unicode/utf8"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -88,63 +87,27 @@ func (s groupNotes) replace(ctx context.Context, base *string, text string) erro
 func (s groupNotes) committed() {}
 
 // notesFile is a snapshot's or a group's notes, readable and writable.
-//
-// Writes are buffered in memory in one write session per node, shared by
-// every descriptor open for writing, so that all descriptors see the same
-// text as with a local file. (bazil hands Setattr only the kernel's handle
-// ID, never our handle, so a truncation through one descriptor — open with
-// O_TRUNC, ftruncate — could not be applied to a per-descriptor buffer
-// reliably.) The session starts from the committed text; the first write
-// opener loads it, later openers join. It is committed — one locked
-// ReplaceNotes or ReplaceGroupNotes — on fsync, on every close (flush) of a
-// writing descriptor, and on the last release if still dirty; setting the
-// size while nobody has the notes open for writing (truncate -s) commits
-// at once.
-//
-// Lost updates are refused, not made: a commit passes the text the session
-// was built on as base, so if someone else (the PBS GUI, another mount)
-// changed the notes meanwhile, nothing is written and the close or fsync
-// fails with ESTALE. Only a session whose content no longer depends on the
-// old text — truncated to zero before anything else was written, as
-// `echo x > notes` and editors do — replaces unconditionally.
+// Writes go into one write session per node (session.go), shared by every
+// descriptor open for writing, so that all of them see the same text as with
+// a local file — and because bazil hands Setattr (the O_TRUNC of an open,
+// ftruncate) only the kernel's handle number, never our handle. The handlers
+// below turn requests into session events and make the commits it asks for:
+// each one locked ReplaceNotes or ReplaceGroupNotes that passes the text the
+// session was built on as base, so an edit made meanwhile by someone else
+// (the PBS GUI, another mount) is refused (ESTALE), not overwritten. When
+// what commits is the table in fs/README.md ("Writing notes").
 type notesFile struct {
 	nodeBase
 	src notesSource
 
 	mu   sync.Mutex
-	sess *notesSession // nil while nobody has it open for writing
+	sess *session // nil while nobody has the notes open for writing
 
 	// For reads through the page cache (see Open): the digest
 	// (stampDigest) of the stored file the attributes last given to the
 	// kernel came from (0: none, or they showed a pending text), and of
 	// the text the kernel may hold pages of (0: none).
 	attrSeen, paged atomic.Uint64
-}
-
-// notesSession is the write buffer of a notesFile.
-type notesSession struct {
-	buf     []byte
-	base    string // the committed text buf was built on
-	derived bool   // buf depends on base: false once truncated to 0
-	dirty   bool   // buf differs from what was last committed
-	writers int    // open writing handles
-	// tooBig: a write went past the size limit (EFBIG). What the buffer
-	// holds is then a cut-off prefix of the intended text, which is not
-	// committed (every commit fails with EFBIG) until a resize — a
-	// truncation, an O_TRUNC open — reshapes it.
-	tooBig bool
-	// wroteBy holds the lock owners (one per process: the kernel's
-	// files_struct) whose writes went into the buffer since the last
-	// commit; wroteByAny is set by a write that came without one. See
-	// notesHandle.Flush.
-	wroteBy    map[fuse.LockOwner]bool
-	wroteByAny bool
-	// openPid is the thread of the latest writing open, and truncPending
-	// says no size change came since: the SETATTR(size 0) without a
-	// handle that the kernel sends for open(O_TRUNC) comes right after the
-	// OPEN, from the same thread. See Setattr.
-	openPid      uint32
-	truncPending bool
 }
 
 var (
@@ -163,10 +126,7 @@ func newSnapNotes(f *FS, d *snapDir) *notesFile {
 }
 
 func newGroupNotes(f *FS, d *groupDir) *notesFile {
-	return &notesFile{
-		nodeBase: newFileBase(f, &d.dirBase, NotesName),
-		src:      groupNotes{d},
-	}
+	return &notesFile{nodeBase: newFileBase(f, &d.dirBase, NotesName), src: groupNotes{d}}
 }
 
 // Attr: size is the committed text's, or the pending text's while a writer
@@ -182,7 +142,7 @@ func (n *notesFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	}
 	seen := stampDigest(st)
 	n.mu.Lock()
-	if s := n.sess; s != nil && s.dirty {
+	if s := n.sess; s != nil && s.dirty() {
 		size, seen = len(s.buf), 0
 	}
 	n.mu.Unlock()
@@ -214,7 +174,7 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 	if !writable(req.Flags) {
 		resp.Flags |= openNoFlush // a reader's close has nothing to commit
 		n.mu.Lock()
-		if s := n.sess; s != nil && s.dirty {
+		if s := n.sess; s != nil && s.dirty() {
 			data := slices.Clone(s.buf)
 			n.mu.Unlock()
 			resp.Flags |= fuse.OpenDirectIO
@@ -243,60 +203,50 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.sess == nil || !n.sess.dirty {
-		// Start (or refresh an unchanged) session from the committed text.
-		text, _, err := n.src.load()
-		if err != nil {
-			return nil, n.fs.errno("open "+n.display(), err)
-		}
-		if n.sess == nil {
-			n.sess = &notesSession{}
-		}
-		s := n.sess
-		s.buf, s.base, s.derived = []byte(text), text, true
-		// Whatever a dropped text left behind does not apply to this one.
-		s.tooBig, s.wroteBy, s.wroteByAny = false, nil, false
+	if err := n.sessionLocked(); err != nil {
+		return nil, err
 	}
-	n.sess.writers++
-	n.sess.openPid, n.sess.truncPending = req.Pid, true
-	if req.Flags&fuse.OpenTruncate != 0 {
-		// The kernel strips O_TRUNC (bazil does not negotiate atomic
-		// O_TRUNC) and sends a Setattr, without a handle, instead (see
-		// Setattr); honour it should it come.
-		n.resizeLocked(0)
-	}
+	// The kernel strips O_TRUNC from the OPEN (bazil does not negotiate
+	// atomic O_TRUNC) and sends a Setattr instead; honour it should it come.
+	n.sess.open(req.Pid, req.Flags&fuse.OpenTruncate != 0)
 	return &notesHandle{n: n, write: true, append: req.Flags&fuse.OpenAppend != 0}, nil
 }
 
-// resizeLocked truncates or extends (with NUL bytes) the session buffer.
-func (n *notesFile) resizeLocked(size int) {
-	s := n.sess
-	s.tooBig = false
-	if size == 0 {
-		s.derived = false
+// sessionLocked makes sure there is a session for a writer to join: one
+// that holds a pending text, else one (re)started from the stored text.
+func (n *notesFile) sessionLocked() error {
+	if n.sess != nil && n.sess.dirty() {
+		return nil
 	}
-	if size == len(s.buf) {
-		return
+	text, _, err := n.src.load()
+	if err != nil {
+		return n.fs.errno("open "+n.display(), err)
 	}
-	if size < len(s.buf) {
-		s.buf = s.buf[:size]
-	} else {
-		s.buf = append(s.buf, make([]byte, size-len(s.buf))...)
+	if n.sess == nil {
+		n.sess = newSession(text, n.fs.maxNotes)
 	}
-	s.dirty = true
+	n.sess.restart(text)
+	return nil
+}
+
+// writer is a writing handle of a descriptor opened on another file that
+// was renamed onto notes since (scratch.go): it joins the session.
+func (n *notesFile) writer(appendMode bool) (*notesHandle, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.sessionLocked(); err != nil {
+		return nil, err
+	}
+	n.sess.join()
+	return &notesHandle{n: n, write: true, append: appendMode}, nil
 }
 
 // Setattr:
-//   - size: truncates or extends with NUL bytes the open write session if
-//     there is one, else the committed text. Through a file handle
-//     (ftruncate) and for open(O_TRUNC) it is committed with the session,
-//     on its next fsync or close; otherwise (truncate -s) at once. EFBIG
-//     past the size limit. The kernel sends the truncation of open(O_TRUNC)
-//     as a Setattr(size 0) without a handle, right after the OPEN and from
-//     the same thread, which is how it is recognized: committing it at once
-//     would put empty notes on disk until the new text is closed — visible
-//     to PBS meanwhile, and left there for good if pbsfs dies or the new
-//     text cannot be written (not UTF-8, disk full).
+//   - size: the truncate event. Through a writer — ftruncate (with a
+//     handle) or the O_TRUNC of an open (session.isOpenTrunc) — it goes
+//     into the session and is committed with it. Anyone else's (truncate
+//     -s) is committed at once, or fails at once (EILSEQ for a cut
+//     character, EFBIG past the limit), whether or not someone writes.
 //   - uid, gid: accepted when unchanged (cp -p, vim's fchown), EPERM
 //     otherwise: the notes belong to the file that stores them.
 //   - mode, atime, mtime: accepted and ignored, deliberately. vim fchmods
@@ -318,85 +268,62 @@ func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp 
 	if !req.Valid.Size() {
 		return nil
 	}
-	if req.Size > uint64(n.fs.maxNotes) {
-		return errTooBig
-	}
-	size := int(req.Size)
+	op := "truncate " + n.display()
+	size := int(min(req.Size, uint64(n.fs.maxNotes)+1))
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if s := n.sess; s != nil && s.writers > 0 {
-		oTrunc := size == 0 && !req.Valid.Handle() && s.truncPending && req.Pid == s.openPid
-		s.truncPending = false
-		n.resizeLocked(size)
-		if req.Valid.Handle() || oTrunc {
-			return nil // committed with the session
-		}
-		// Someone else's truncate -s, while a writer has the notes open
-		// (or its release is still on the way): at once, as without one.
-		return n.commitLocked(ctx, "truncate")
-	}
-	text, _, err := n.src.load()
-	if err != nil {
-		return n.fs.errno("truncate "+n.display(), err)
-	}
-	if size == len(text) {
+	s := n.sess
+	switch {
+	case s != nil && req.Valid.Handle():
+		return n.fs.errno(op, s.ftruncate(size, req.Pid))
+	case s != nil && s.isOpenTrunc(req.Pid, size):
+		s.openTrunc()
 		return nil
 	}
-	var next string
-	var base *string
-	if size < len(text) {
-		next = text[:size]
-	} else {
-		next = text + string(make([]byte, size-len(text)))
+	if s == nil {
+		text, _, err := n.src.load()
+		if err != nil {
+			return n.fs.errno(op, err)
+		}
+		s = newSession(text, n.fs.maxNotes)
 	}
-	if size > 0 {
-		base = &text
+	if size == len(s.buf) && !s.dirty() {
+		return nil
 	}
-	if !utf8.ValidString(next) { // cut in the middle of a character
-		return errIllegal
+	text, base, err := s.cutTo(size)
+	if err == nil {
+		err = n.src.replace(ctx, base, text)
 	}
-	if err := n.src.replace(ctx, base, next); err != nil {
-		return n.fs.errno("truncate "+n.display(), err)
+	if err != nil {
+		return n.fs.errno(op, err)
 	}
+	s.restart(text)
 	n.afterCommit()
 	return nil
 }
 
-// Fsync commits the write session if it has uncommitted changes; vim and
-// nano fsync before close and report a failure ("E667: Fsync failed").
+// Fsync commits a pending text; vim and nano fsync before close and report
+// a failure ("E667: Fsync failed"). A failed fsync keeps the text, so the
+// close that follows tries once more.
 func (n *notesFile) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.sess == nil || !n.sess.dirty() {
+		return nil
+	}
 	return n.commitLocked(ctx, "fsync")
 }
 
-// commitLocked writes the session's text if it is dirty. On failure the
-// session stays dirty (a later fsync or close tries again) and the errno is
-// returned to the caller: fsync, close or truncate fails visibly.
+// commitLocked writes the session's pending text in one locked update.
 func (n *notesFile) commitLocked(ctx context.Context, op string) error {
-	s := n.sess
-	if s == nil || !s.dirty {
-		return nil
+	text, base, err := n.sess.pending()
+	if err == nil {
+		err = n.src.replace(ctx, base, text)
 	}
-	if s.tooBig {
-		n.fs.log.Info(op+" "+n.display()+": a write went past the size limit; the cut-off text is not written", "limit", n.fs.maxNotes)
-		return errTooBig
-	}
-	if !utf8.Valid(s.buf) {
-		n.fs.log.Info(op+" "+n.display()+": notes are not valid UTF-8; not written", "bytes", len(s.buf))
-		return errIllegal
-	}
-	text := string(s.buf)
-	var base *string
-	if s.derived {
-		b := s.base
-		base = &b
-	}
-	if err := n.src.replace(ctx, base, text); err != nil {
+	if err != nil {
 		return n.fs.errno(op+" "+n.display(), err)
 	}
-	s.base, s.derived, s.dirty = text, true, false
-	s.wroteBy, s.wroteByAny = nil, false
+	n.sess.committed(text)
 	n.fs.log.Debug("notes committed", "file", n.display(), "bytes", len(text))
 	n.afterCommit()
 	return nil
@@ -409,28 +336,6 @@ func (n *notesFile) afterCommit() {
 	n.dropPrimed()
 	n.fs.invalidateData(n)
 	n.src.committed()
-}
-
-// releaseWriter ends one writer's part in the session; the last one commits
-// what is still dirty and ends the session.
-func (n *notesFile) releaseWriter(ctx context.Context) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.sess
-	if s == nil {
-		return nil
-	}
-	s.writers--
-	if s.writers > 0 {
-		return nil
-	}
-	err := n.commitLocked(ctx, "close")
-	if err != nil {
-		n.fs.log.Error("notes edit lost: the last writer closed it and it could not be written",
-			"file", n.display(), "bytes", len(s.buf), "err", err)
-	}
-	n.sess = nil
-	return err
 }
 
 // notesHandle is an open notes file. A read-only handle serves the text as
@@ -464,90 +369,70 @@ func (h *notesHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fus
 	return nil
 }
 
-// Write puts data into the write session at the request's offset, or at the
-// end of the text for O_APPEND descriptors (the kernel's offset would be
-// its cached size, which can be stale). A gap is filled with NUL bytes.
+// Write is the write event: at the request's offset, or at the end of the
+// text for O_APPEND descriptors (the kernel's offset would be its cached
+// size, which can be stale).
 func (h *notesHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
 	if !h.write {
 		return fuse.Errno(syscall.EBADF) // the kernel never sends this
 	}
-	n := h.n
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s := n.sess
-	off := req.Offset
-	if h.append || req.FileFlags&fuse.OpenAppend != 0 {
-		off = int64(len(s.buf))
-	}
-	if off < 0 {
-		return errInval
-	}
-	end := off + int64(len(req.Data))
-	if end > int64(n.fs.maxNotes) {
-		s.tooBig = true
-		return errTooBig
-	}
-	if end > int64(len(s.buf)) {
-		s.buf = append(s.buf, make([]byte, end-int64(len(s.buf)))...)
-	}
-	copy(s.buf[off:], req.Data)
-	s.dirty = true
+	who := noOwner
 	if req.Flags&fuse.WriteLockOwner != 0 {
-		if s.wroteBy == nil {
-			s.wroteBy = map[fuse.LockOwner]bool{}
-		}
-		s.wroteBy[req.LockOwner] = true
-	} else {
-		s.wroteByAny = true
+		who = owner(req.LockOwner)
+	}
+	h.n.mu.Lock()
+	defer h.n.mu.Unlock()
+	atEnd := h.append || req.FileFlags&fuse.OpenAppend != 0
+	if err := h.n.sess.write(req.Offset, req.Data, atEnd, who); err != nil {
+		return h.n.fs.errno("write "+h.n.display(), err)
 	}
 	resp.Size = len(req.Data)
 	return nil
 }
 
-// Flush is called on each close() of a descriptor (more than once per open
-// when descriptors were duplicated, and possibly never after some writes);
-// a writing descriptor commits here so that close() reports a failed save.
+// Flush is the close event, sent at each close() of a descriptor (more than
+// once per open when descriptors were duplicated). It commits a text the
+// closing process wrote, so that close() reports a failed save; a refused
+// text is dropped then, not written later behind the writer's back (a shell
+// retrying `>>` after EAGAIN must not append twice).
 func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	if !h.write {
 		return nil
 	}
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
-	if s := h.n.sess; s != nil && s.dirty && !s.wroteByAny && len(s.wroteBy) > 0 && !s.wroteBy[req.LockOwner] {
-		// Every close of every copy of the descriptor flushes, also the
-		// close-on-exec of the copy a child process forked meanwhile by
-		// the writer (any multi-threaded writer, a Go program, forks
-		// without a lock against its own open files) inherited and never
-		// wrote to. Committing then would store whatever part of the text
-		// has arrived so far — and leave it there if the writer's own
-		// close then fails (EFBIG, EILSEQ) or pbsfs dies. So only a
-		// process that wrote commits at close; the others' closes change
-		// nothing (a session nobody wrote to, a bare truncation, commits
-		// at any close).
-		h.n.fs.log.Debug("close by a process that did not write; not committed", "file", h.n.display(), "pid", req.Pid)
+	if !h.n.sess.dueAtClose(owner(req.LockOwner), req.Pid) {
 		return nil
 	}
 	err := h.n.commitLocked(ctx, "close")
-	if err != nil && h.n.sess != nil {
-		// close(2) tells the writer the text was not saved; it may retry
-		// (a shell's `>>` would then append twice). So the rejected text is
-		// dropped here, not written behind the writer's back at release: a
-		// failed close leaves the notes unchanged, as documented. (A failed
-		// fsync keeps the session, so the close that follows retries.)
-		h.n.sess.dirty = false
-		h.n.sess.wroteBy, h.n.sess.wroteByAny = nil, false
+	if err != nil {
+		h.n.sess.drop()
 		h.n.fs.log.Warn("notes not saved: close failed; the text was dropped", "file", h.n.display(), "err", err)
 	}
 	return err
 }
 
-// Release commits what is still dirty when the last writer goes (its error
-// reaches no one, so it is also logged).
+// Release is the release event: the last writer commits what is still
+// pending and ends the session; its error reaches no one, so it is logged.
 func (h *notesHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	if !h.write {
 		return nil
 	}
-	return h.n.releaseWriter(ctx)
+	n := h.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.sess.leave() {
+		return nil
+	}
+	var err error
+	if n.sess.dirty() {
+		if err = n.commitLocked(ctx, "close"); err != nil {
+			n.fs.log.Error("notes edit lost: the last writer closed it and it could not be written",
+				"file", n.display(), "bytes", len(n.sess.buf), "err", err)
+		}
+	}
+	n.sess = nil
+	return err
 }
 
 // readAt returns up to size bytes of data from off.

@@ -19,7 +19,7 @@ import (
 // They live in memory only, in snapshot and group directories, until they
 // are removed or the file system is unmounted; nothing of them is ever
 // written to the datastore. Renaming a scratch file onto "notes" commits its
-// text as the new notes (see editDir.Rename).
+// text as the new notes (see renameIn in editdir.go).
 
 // Limits on scratch files, so that a runaway tool cannot eat the memory of
 // the host (ENOSPC beyond; the size of one file is bounded by
@@ -30,7 +30,7 @@ const maxScratchPerDir = 256
 type scratchDir struct {
 	files map[string]*scratchFile
 	// notesUnlinked: notes was unlinked and not created again (see
-	// editDir.removeFile); the stored notes are unchanged.
+	// unlinkIn); the stored notes are unchanged.
 	notesUnlinked bool
 }
 
@@ -239,7 +239,7 @@ func (s *scratchFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fus
 		s.mtime = time.Now()
 		s.mu.Unlock()
 	}
-	return &scratchHandle{s: s, append: req.Flags&fuse.OpenAppend != 0}, nil
+	return newScratchHandle(s, req.Flags), nil
 }
 
 // Setattr stores what it is given (size, mode, owner, times): these files
@@ -306,19 +306,85 @@ func resize(b []byte, size int) []byte {
 	return append(b, make([]byte, size-len(b))...)
 }
 
-// scratchHandle is an open scratch file.
+// scratchHandle is an open scratch file. Once the file was renamed onto
+// notes, a descriptor open for writing goes on writing the file it now is:
+// at its first request after the rename it joins the notes' write session
+// (notesFile.writer), and its reads, writes, closes and release are the
+// notes handle's from then on.
 type scratchHandle struct {
 	s      *scratchFile
+	write  bool // open for writing
 	append bool
+
+	mu    sync.Mutex
+	notes *notesHandle // set once joined
 }
 
 var (
-	_ fusefs.Handle       = (*scratchHandle)(nil)
-	_ fusefs.HandleReader = (*scratchHandle)(nil)
-	_ fusefs.HandleWriter = (*scratchHandle)(nil)
+	_ fusefs.Handle         = (*scratchHandle)(nil)
+	_ fusefs.HandleReader   = (*scratchHandle)(nil)
+	_ fusefs.HandleWriter   = (*scratchHandle)(nil)
+	_ fusefs.HandleFlusher  = (*scratchHandle)(nil)
+	_ fusefs.HandleReleaser = (*scratchHandle)(nil)
 )
 
+func newScratchHandle(s *scratchFile, fl fuse.OpenFlags) *scratchHandle {
+	return &scratchHandle{s: s, write: writable(fl), append: fl&fuse.OpenAppend != 0}
+}
+
+// follow returns the notes handle h acts as, joining the notes' write
+// session if its file was renamed onto notes since; nil while it is a
+// scratch file's.
+func (h *scratchHandle) follow() (*notesHandle, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.notes != nil || !h.write {
+		return h.notes, nil
+	}
+	h.s.mu.Lock()
+	n := h.s.notes
+	h.s.mu.Unlock()
+	if n == nil {
+		return nil, nil
+	}
+	nh, err := n.writer(h.append)
+	if err != nil {
+		return nil, err
+	}
+	h.notes = nh
+	return nh, nil
+}
+
+// joined is the notes handle h acts as if it joined already (a close or
+// release does not join: the rename committed what it had written).
+func (h *scratchHandle) joined() *notesHandle {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.notes
+}
+
+func (h *scratchHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
+	if nh := h.joined(); nh != nil {
+		return nh.Flush(ctx, req)
+	}
+	return nil
+}
+
+func (h *scratchHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	if nh := h.joined(); nh != nil {
+		return nh.Release(ctx, req)
+	}
+	return nil
+}
+
 func (h *scratchHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	nh, err := h.follow()
+	if err != nil {
+		return err
+	}
+	if nh != nil {
+		return nh.Read(ctx, req, resp)
+	}
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
 	resp.Data = slices.Clone(readAt(h.s.data, req.Offset, req.Size))
@@ -326,6 +392,13 @@ func (h *scratchHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *f
 }
 
 func (h *scratchHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	nh, err := h.follow()
+	if err != nil {
+		return err
+	}
+	if nh != nil {
+		return nh.Write(ctx, req, resp)
+	}
 	s := h.s
 	if s.fs.ro {
 		return s.fs.readOnlyErr()

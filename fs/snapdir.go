@@ -17,7 +17,7 @@ import (
 // EIO (logged with the file name). rmdir of the directory, in the group
 // directory, removes the snapshot.
 type snapDir struct {
-	editDir
+	dirBase
 	sn   datastore.Snapshot
 	meta snapMeta // what notes and manifest.json show of the manifest (summary.go)
 }
@@ -27,6 +27,7 @@ var (
 	_ fusefs.NodeRequestLookuper = (*snapDir)(nil)
 	_ fusefs.NodeOpener          = (*snapDir)(nil)
 	_ dirNode                    = (*snapDir)(nil)
+	_ editHost                   = (*snapDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*snapDir)(nil)
 	_ fusefs.NodeForgetter       = (*snapDir)(nil)
 	_ fusefs.NodeRemover         = (*snapDir)(nil)
@@ -41,8 +42,7 @@ var (
 )
 
 func newSnapDir(f *FS, rel string, sn datastore.Snapshot) *snapDir {
-	d := &snapDir{editDir: editDir{dirBase: dirBase{nodeBase: newBase(f, rel)}}, sn: sn}
-	d.self = d
+	d := &snapDir{dirBase: dirBase{nodeBase: newBase(f, rel)}, sn: sn}
 	return d
 }
 
@@ -66,7 +66,7 @@ func (d *snapDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.Op
 func (d *snapDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
 	switch req.Name {
 	case NotesName:
-		return d.lookupNotes(ctx, resp)
+		return lookupNotes(ctx, d, resp)
 	case ManifestName:
 		return d.lookupChild(ctx, req.Name, resp, func() node { return newManifestFile(d.fs, d) })
 	}
@@ -97,7 +97,7 @@ func (d *snapDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	return append(ents, d.fs.scratchList(d.rel)...), nil
 }
 
-// Remove of a file: scratch files only (editDir.removeFile).
+// Remove of a file: scratch files only (unlinkIn).
 func (d *snapDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	if req.Dir {
 		if d.fs.ro {
@@ -105,5 +105,24 @@ func (d *snapDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		}
 		return errNoEnt
 	}
-	return d.removeFile(req.Name)
+	return unlinkIn(d, req.Name)
+}
+
+// The operations shared with the other directory kind holding notes
+// (editdir.go).
+
+func (d *snapDir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	return createIn(ctx, d, req, resp)
+}
+
+func (d *snapDir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	return mknodIn(d, req)
+}
+
+func (d *snapDir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	return symlinkIn(d, req)
+}
+
+func (d *snapDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	return renameIn(ctx, d, req, newDir)
 }
