@@ -94,8 +94,8 @@ func (s groupNotes) committed() {}
 // below turn requests into session events and make the commits it asks for:
 // each one locked ReplaceNotes or ReplaceGroupNotes that passes the text the
 // session was built on as base, so an edit made meanwhile by someone else
-// (the PBS GUI, another mount) is refused (ESTALE), not overwritten. When
-// what commits is the table in fs/README.md ("Writing notes").
+// (the PBS GUI, another mount) is refused (ESTALE), not overwritten. What
+// commits when is the table in fs/README.md ("Writing notes").
 type notesFile struct {
 	nodeBase
 	src notesSource
