@@ -363,3 +363,99 @@ func TestSessionIdleFollowsRename(t *testing.T) {
 	e.release(hw)
 	e.wantStored("append", "by sed\nappended\n")
 }
+
+// TestSessionTable checks the session type alone (no FUSE, no store)
+// against the state columns of the README's table: from each state, each
+// event's next state and whether it asks for a commit.
+func TestSessionTable(t *testing.T) {
+	const limit, writer, other = 16, owner(7), owner(8)
+	const pid = 70
+	states := []textState{clean, truncated, changed, tooBig}
+	// in puts a fresh session with one writer (thread pid, process
+	// writer) into state st.
+	in := func(st textState) *session {
+		s := newSession("stored", limit)
+		s.open(pid, false)
+		switch st {
+		case truncated:
+			s.openTrunc()
+		case changed:
+			s.write(0, []byte("x"), true, writer)
+		case tooBig:
+			s.write(0, []byte("x"), true, writer)
+			s.write(limit, []byte("y"), false, writer)
+		}
+		if s.state != st {
+			t.Fatalf("setup of %v: state %v", st, s.state)
+		}
+		return s
+	}
+	type result struct {
+		next textState
+		due  bool
+	}
+	rows := []struct {
+		event string
+		do    func(s *session) bool // applies the event, reports whether it commits now
+		want  [4]result             // per state, in the order of states
+	}{
+		{"O_TRUNC of an open", func(s *session) bool { s.openTrunc(); return false },
+			[4]result{{truncated, false}, {truncated, false}, {truncated, false}, {truncated, false}}},
+		{"ftruncate", func(s *session) bool { s.ftruncate(3, pid); return false },
+			[4]result{{changed, false}, {changed, false}, {changed, false}, {changed, false}}},
+		{"write", func(s *session) bool { s.write(0, []byte("ab"), false, writer); return false },
+			[4]result{{changed, false}, {changed, false}, {changed, false}, {tooBig, false}}},
+		{"write past the limit", func(s *session) bool { s.write(limit-1, []byte("ab"), false, writer); return false },
+			[4]result{{clean, false}, {tooBig, false}, {tooBig, false}, {tooBig, false}}},
+		{"close by the process that changed it", func(s *session) bool { return s.dueAtClose(writer, pid) },
+			[4]result{{clean, false}, {truncated, false}, {changed, true}, {tooBig, true}}},
+		{"close by another process", func(s *session) bool { return s.dueAtClose(other, pid+1) },
+			[4]result{{clean, false}, {truncated, false}, {changed, false}, {tooBig, false}}},
+		{"fsync", func(s *session) bool { return s.dirty() },
+			[4]result{{clean, false}, {truncated, true}, {changed, true}, {tooBig, true}}},
+		{"release of the last writer", func(s *session) bool { return s.leave() && s.dirty() },
+			[4]result{{clean, false}, {truncated, true}, {changed, true}, {tooBig, true}}},
+		{"a file renamed onto notes", func(s *session) bool { s.replaced("renamed"); return false },
+			[4]result{{clean, false}, {truncated, false}, {changed, false}, {tooBig, false}}},
+		{"failure of a close's commit", func(s *session) bool { s.drop(); return false },
+			[4]result{{clean, false}, {clean, false}, {clean, false}, {clean, false}}},
+	}
+	for _, r := range rows {
+		for i, st := range states {
+			s := in(st)
+			due := r.do(s)
+			if got := (result{s.state, due}); got != r.want[i] {
+				t.Errorf("%s in state %d: state %d, commit %v; want state %d, commit %v",
+					r.event, st, got.next, got.due, r.want[i].next, r.want[i].due)
+			}
+		}
+	}
+	// What a commit would write, and why it cannot.
+	if _, _, err := in(tooBig).pending(); err != errPastLimit {
+		t.Errorf("pending of a text past the limit: %v", err)
+	}
+	s := in(changed)
+	s.write(1, []byte("\xff"), false, writer)
+	if _, _, err := s.pending(); err != errNotUTF8 {
+		t.Errorf("pending of invalid UTF-8: %v", err)
+	}
+	text, base, err := in(changed).pending()
+	if err != nil || text != "storedx" || base == nil || *base != "stored" {
+		t.Errorf("pending of an append: %q, base %v, %v", text, base, err)
+	}
+	s = in(truncated)
+	s.write(0, []byte("new"), false, writer)
+	if text, base, err := s.pending(); err != nil || text != "new" || base != nil {
+		t.Errorf("pending of a new text: %q, base %v, %v (want no base: it replaces whatever is stored)", text, base, err)
+	}
+	s = in(clean)
+	s.replaced("renamed")
+	if string(s.buf) != "renamed" || s.stored != "renamed" {
+		t.Errorf("an idle session after a rename holds %q (stored %q)", s.buf, s.stored)
+	}
+	s = in(changed)
+	s.drop()
+	if string(s.buf) != "stored" {
+		t.Errorf("after a drop the session holds %q, want the stored text", s.buf)
+	}
+}
