@@ -407,7 +407,7 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	err := h.n.commitLocked(ctx, "close")
 	if err != nil {
 		h.n.sess.drop()
-		h.n.fs.log.Warn("notes not saved: close failed; the text was dropped", "file", h.n.display(), "err", err)
+		h.n.fs.log.Debug("close failed (logged above); the text was dropped", "file", h.n.display(), "err", err)
 	}
 	return err
 }
