@@ -175,6 +175,8 @@ func unlinkIn(h editHost, name string) error {
 // renameIn is rename within h; see editHost. Renames to another directory
 // are EXDEV (mv then copies, which ends in the same operations here).
 func renameIn(ctx context.Context, h editHost, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	ctx, stop := userInterrupt(ctx, req.Pid)
+	defer stop()
 	d := h.dir()
 	if d.fs.ro {
 		return d.fs.readOnlyErr()

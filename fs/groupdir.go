@@ -109,6 +109,8 @@ func (d *groupDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		return errNoEnt
 	}
 	sn := d.snapshot(req.Name)
+	ctx, stop := userInterrupt(ctx, req.Pid)
+	defer stop()
 	if err := d.fs.store.RemoveSnapshot(ctx, sn); err != nil {
 		return d.fs.errno("rmdir "+d.display()+"/"+req.Name, err)
 	}

@@ -253,6 +253,8 @@ func (n *notesFile) writer(appendMode bool) (*notesHandle, error) {
 //     the file it wrote and cp -p and touch set times; refusing would turn
 //     successful saves into errors, and there is nothing to store them in.
 func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	ctx, stop := userInterrupt(ctx, req.Pid)
+	defer stop()
 	if n.fs.ro {
 		return n.fs.readOnlyErr()
 	}
@@ -306,6 +308,8 @@ func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp 
 // a failure ("E667: Fsync failed"). A failed fsync keeps the text, so the
 // close that follows tries once more.
 func (n *notesFile) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	ctx, stop := userInterrupt(ctx, req.Pid)
+	defer stop()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.sess == nil || !n.sess.dirty() {
@@ -399,6 +403,8 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	if !h.write {
 		return nil
 	}
+	ctx, stop := userInterrupt(ctx, req.Pid)
+	defer stop()
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
 	if !h.n.sess.dueAtClose(owner(req.LockOwner), req.Pid) {

@@ -39,7 +39,9 @@ func init() {
 func blockedOpMain(arg string) int {
 	op, path, _ := strings.Cut(arg, "|")
 	runtime.LockOSThread()
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT)
+	// Handled, as a shell or any Go program handles them: each makes the
+	// kernel send pbsfs an INTERRUPT for the blocked call.
+	signal.Notify(make(chan os.Signal, 4), syscall.SIGINT, syscall.SIGCHLD, syscall.SIGWINCH)
 	fmt.Printf("tid %d\n", unix.Gettid())
 	var err error
 	switch op {
@@ -91,6 +93,13 @@ func waitInSyscall(t *testing.T, pid, tid int, nr uintptr) {
 // errno the call ended with.
 func interruptBlocked(t *testing.T, op, path string, nr uintptr) syscall.Errno {
 	t.Helper()
+	return signalBlocked(t, op, path, nr, unix.SIGINT, nil)
+}
+
+// signalBlocked is interruptBlocked with signal sig, and then (if not nil)
+// run after the signal was sent, while the call may still be blocked.
+func signalBlocked(t *testing.T, op, path string, nr uintptr, sig unix.Signal, then func()) syscall.Errno {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envBlockedOp+"="+op+"|"+path)
 	cmd.Stderr = os.Stderr
@@ -109,8 +118,11 @@ func interruptBlocked(t *testing.T, op, path string, nr uintptr) syscall.Errno {
 		t.Fatalf("helper said %q", line)
 	}
 	waitInSyscall(t, cmd.Process.Pid, tid, nr)
-	if err := unix.Tgkill(cmd.Process.Pid, tid, unix.SIGINT); err != nil {
+	if err := unix.Tgkill(cmd.Process.Pid, tid, sig); err != nil {
 		t.Fatal(err)
+	}
+	if then != nil {
+		then()
 	}
 	line, _ = r.ReadString('\n')
 	n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "errno "))
@@ -171,6 +183,28 @@ func TestInterruptLockWait(t *testing.T) {
 		h.release()
 		diffDigests(t, before, treeDigest(t, store))
 	})
+
+	// Any other signal the program catches makes the kernel interrupt the
+	// request too (a child's SIGCHLD, a resized terminal's SIGWINCH, the Go
+	// runtime's SIGURG): the save waits on and goes through once the lock
+	// is free, as a close on a local disk would not fail either.
+	for _, sig := range []unix.Signal{unix.SIGCHLD, unix.SIGWINCH} {
+		t.Run("save after "+unix.SignalName(sig), func(t *testing.T) {
+			snap := "vm/100/2024-06-01T02:00:04Z"
+			sn := snapshotOf(t, snap)
+			h := m.holdLock("manifest", sn.Group.NS, sn.Group.Type+"/"+sn.Group.ID+"/"+sn.Time)
+			got := signalBlocked(t, "save", m.path(snap, "notes"), unix.SYS_CLOSE, sig, func() {
+				time.Sleep(scaled(300 * time.Millisecond)) // an EINTR would come now
+				h.release()
+			})
+			if got != 0 {
+				t.Errorf("close of a save that got %v while waiting for the manifest lock: errno %d (%v), want success", sig, got, got)
+			}
+			if mm, _ := loadManifest(t, store, snap); mm.Notes() != "interrupted save\n" {
+				t.Errorf("notes on disk %q, want %q", mm.Notes(), "interrupted save\n")
+			}
+		})
+	}
 
 	if s := m.stderr.String(); !strings.Contains(s, "interrupted; nothing written") {
 		t.Errorf("no log line for the interrupted requests:\n%s", s)
