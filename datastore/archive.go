@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"pbsfs/index"
 	"pbsfs/manifest"
 )
@@ -51,7 +53,8 @@ type ArchiveOptions struct {
 type archiveState struct {
 	opts  ArchiveOptions
 	cache *chunkCache
-	pool  *bufPool // memory of dropped chunks, for the next loads
+	pool  *bufPool                        // memory of dropped chunks, for the next loads
+	pxar  *lru.Cache[string, *openedPxar] // opened pxar archives (pxar.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -83,7 +86,7 @@ func newArchiveState(o ArchiveOptions) *archiveState {
 	if limit == 0 {
 		limit = DefaultChunkCache
 	}
-	return &archiveState{opts: o, cache: newChunkCache(limit), pool: newBufPool(poolBytes(limit))}
+	return &archiveState{opts: o, cache: newChunkCache(limit), pool: newBufPool(poolBytes(limit)), pxar: newPxarCache()}
 }
 
 // ArchivesEnabled reports whether archives are listed (ArchiveOptions.Enabled).
@@ -104,8 +107,13 @@ const (
 	BlobArchive ArchiveKind = iota
 	// FixedArchive: a .fidx (fixed-size chunks: disk images).
 	FixedArchive
-	// DynamicArchive: a .didx (variable-size chunks: pxar streams, catalogs).
+	// DynamicArchive: a .didx (variable-size chunks: catalogs, other
+	// streams).
 	DynamicArchive
+	// PxarArchive: a pxar archive, shown as a directory (pxar.go): a v1
+	// NAME.pxar.didx, or a split NAME.mpxar.didx with its payload stream
+	// NAME.ppxar.didx (ArchiveInfo.Payload). Both show as NAME.pxar.
+	PxarArchive
 )
 
 func (k ArchiveKind) String() string {
@@ -116,6 +124,8 @@ func (k ArchiveKind) String() string {
 		return "fixed index"
 	case DynamicArchive:
 		return "dynamic index"
+	case PxarArchive:
+		return "pxar archive"
 	}
 	return "unknown"
 }
@@ -123,10 +133,15 @@ func (k ArchiveKind) String() string {
 // ArchiveName maps an archive file name to the name its content is shown
 // under (the file name without .blob, .fidx or .didx) and its kind. ok is
 // false for other files, for the manifest itself and for names that are not
-// safe file names.
+// safe file names. NAME.pxar.didx and NAME.mpxar.didx are PxarArchive
+// NAME.pxar (the listing attaches a NAME.ppxar.didx to its NAME.mpxar.didx;
+// alone it is a DynamicArchive NAME.ppxar).
 func ArchiveName(file string) (name string, kind ArchiveKind, ok bool) {
 	if file == ManifestName || !ValidSafeID(file) {
 		return "", 0, false
+	}
+	if n, found := pxarName(file); found {
+		return n, PxarArchive, true
 	}
 	for _, e := range [...]struct {
 		ext  string
@@ -148,6 +163,11 @@ type ArchiveInfo struct {
 	Size       uint64 // manifest size: raw file bytes for blobs, content bytes for indexes
 	Csum       string // manifest csum (hex); "" when not in the manifest
 	InManifest bool   // false only for client.log.blob
+	// Payload is, for a split PxarArchive (File NAME.mpxar.didx), the
+	// manifest's entry of its payload stream NAME.ppxar.didx; nil if the
+	// manifest lacks it (opening then fails with ErrCorrupt) and for every
+	// other archive.
+	Payload *ArchiveInfo
 }
 
 // Encrypted reports whether the manifest marks the archive encrypted.
@@ -187,7 +207,7 @@ func (s *Store) manifestArchives(sn Snapshot) ([]ArchiveInfo, Stamp, error) {
 		out = append(out, ArchiveInfo{Name: name, File: f.Filename, Kind: kind, CryptMode: f.CryptMode,
 			Size: f.Size, Csum: f.Csum, InManifest: true})
 	}
-	return out, st, nil
+	return pairSplitArchives(out), st, nil
 }
 
 // clientLog returns the entry of client.log.blob if the snapshot has one
@@ -285,12 +305,20 @@ type Archive struct {
 // not match gives ErrCorrupt here, before anything is served from it.
 // Encrypted archives open without a key, but Readable, ReadAt and View then
 // fail with ErrEncrypted (and a blob's size is unknown, 0).
+//
+// For a PxarArchive it opens the index of the metadata stream (the whole
+// archive for v1); OpenPxar opens the archive itself.
 func (s *Store) OpenArchive(sn Snapshot, name string) (*Archive, error) {
-	const op = "open archive"
 	info, err := s.FindArchive(sn, name)
 	if err != nil {
 		return nil, err
 	}
+	return s.openArchive(sn, info)
+}
+
+// openArchive opens the archive file info describes (see OpenArchive).
+func (s *Store) openArchive(sn Snapshot, info ArchiveInfo) (*Archive, error) {
+	const op = "open archive"
 	rel := path.Join(sn.Dir(), info.File)
 	abs := s.abs(rel)
 	limit := int64(maxIndexFile)
@@ -326,7 +354,7 @@ func (s *Store) OpenArchive(sn Snapshot, name string) (*Archive, error) {
 			return nil, err
 		}
 		a.fixed, a.size = fx, int64(fx.Size)
-	case DynamicArchive:
+	case DynamicArchive, PxarArchive:
 		dx, err := index.ParseDynamic(raw)
 		if err != nil {
 			return nil, wrap(op, abs, ErrCorrupt, err)
