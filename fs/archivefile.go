@@ -140,10 +140,10 @@ func (h *archiveHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *f
 	return nil
 }
 
-// archiveNames returns the names of the archives to show in a finished
-// snapshot (none unless the store has archives enabled, and none that
-// would hide notes or manifest.json).
-func (d *snapDir) archiveNames() ([]string, error) {
+// archiveList returns the archives to show in a finished snapshot (none
+// unless the store has archives enabled, and none that would hide notes or
+// manifest.json).
+func (d *snapDir) archiveList() ([]datastore.ArchiveInfo, error) {
 	if !d.fs.store.ArchivesEnabled() {
 		return nil, nil
 	}
@@ -151,36 +151,47 @@ func (d *snapDir) archiveNames() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(list))
+	out := list[:0]
 	for _, a := range list {
 		if a.Name != NotesName && a.Name != ManifestName {
-			names = append(names, a.Name)
+			out = append(out, a)
 		}
 	}
-	return names, nil
+	return out, nil
 }
 
 // isArchive reports whether name is shown as an archive: such names are
 // reserved like notes (no scratch file of that name, no rename onto or
 // away from it, rm gives EPERM).
 func (d *snapDir) isArchive(name string) bool {
-	if name == NotesName || name == ManifestName {
-		return false
-	}
-	_, err := d.fs.store.FindArchive(d.sn, name)
-	return err == nil
+	_, ok := d.findArchive(name)
+	return ok
 }
 
-// archiveDirents lists the archives after notes and manifest.json; a
-// snapshot whose manifest cannot be read lists none.
+// findArchive returns the archive shown as name, if there is one.
+func (d *snapDir) findArchive(name string) (datastore.ArchiveInfo, bool) {
+	if name == NotesName || name == ManifestName {
+		return datastore.ArchiveInfo{}, false
+	}
+	info, err := d.fs.store.FindArchive(d.sn, name)
+	return info, err == nil
+}
+
+// archiveDirents lists the archives after notes and manifest.json: files,
+// and directories for pxar archives (pxardir.go); a snapshot whose manifest
+// cannot be read lists none.
 func (d *snapDir) archiveDirents() []fuse.Dirent {
-	names, err := d.archiveNames()
+	list, err := d.archiveList()
 	if err != nil {
 		return nil
 	}
-	ents := make([]fuse.Dirent, len(names))
-	for i, n := range names {
-		ents[i] = d.dirent(n, fuse.DT_File)
+	ents := make([]fuse.Dirent, len(list))
+	for i, a := range list {
+		typ := fuse.DT_File
+		if a.Kind == datastore.PxarArchive {
+			typ = fuse.DT_Dir
+		}
+		ents[i] = d.dirent(a.Name, typ)
 	}
 	return ents
 }
@@ -188,9 +199,14 @@ func (d *snapDir) archiveDirents() []fuse.Dirent {
 // lookupArchive looks name up among the archives; found is false when it
 // is not one (the caller goes on with scratch files).
 func (d *snapDir) lookupArchive(ctx context.Context, name string, resp *fuse.LookupResponse) (n fusefs.Node, found bool, err error) {
-	if !d.isArchive(name) {
+	info, ok := d.findArchive(name)
+	if !ok {
 		return nil, false, nil
 	}
-	n, err = d.lookupChild(ctx, name, resp, func() node { return newArchiveFile(d.fs, d, name) })
+	mk := func() node { return newArchiveFile(d.fs, d, name) }
+	if info.Kind == datastore.PxarArchive {
+		mk = func() node { return newPxarRoot(d.fs, d, name) }
+	}
+	n, err = d.lookupChild(ctx, name, resp, mk)
 	return n, true, err
 }

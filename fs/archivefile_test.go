@@ -25,14 +25,14 @@ import (
 
 // archiveEnv is a store with one snapshot holding real archives:
 // vm/100/<tFirst>/ with qemu-server.conf.blob, drive-scsi0.img.fidx (3.5
-// chunks of 64 KiB) and root.pxar.didx, encrypted with key when it is not
+// chunks of 64 KiB) and catalog.pcat1.didx, encrypted with key when it is not
 // nil. The file system is opened with the archive options o.
 type archiveEnv struct {
 	*env
-	sn    datastore.Snapshot
-	conf  []byte
-	image []byte
-	pxar  []byte
+	sn     datastore.Snapshot
+	conf   []byte
+	image  []byte
+	stream []byte
 }
 
 func newArchiveEnv(t *testing.T, key *manifest.CryptConfig, o datastore.ArchiveOptions) *archiveEnv {
@@ -72,14 +72,14 @@ func newArchiveEnv(t *testing.T, key *manifest.CryptConfig, o datastore.ArchiveO
 			p[i] = byte(rng.Uint32())
 		}
 		parts = append(parts, p)
-		ae.pxar = append(ae.pxar, p...)
+		ae.stream = append(ae.stream, p...)
 	}
 	ae.conf = []byte("cores: 4\nmemory: 8192\n")
 	fi, fidx, err := w.BuildFixedIndex("drive-scsi0.img.fidx", ae.image, 65536, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	di, didx, err := w.BuildDynamicIndex("root.pxar.didx", parts, key)
+	di, didx, err := w.BuildDynamicIndex("catalog.pcat1.didx", parts, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +129,11 @@ func (e *env) readAll(h fusefs.Handle, size int) ([]byte, error) {
 func TestArchiveFiles(t *testing.T) {
 	e := newArchiveEnv(t, nil, datastore.ArchiveOptions{Enabled: true})
 	got := e.list(snapRel)
-	want := []string{ManifestName, NotesName, "qemu-server.conf", "drive-scsi0.img", "root.pxar"}
+	want := []string{ManifestName, NotesName, "qemu-server.conf", "drive-scsi0.img", "catalog.pcat1"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("ls = %q, want %q", got, want)
 	}
-	for name, content := range map[string][]byte{"qemu-server.conf": e.conf, "drive-scsi0.img": e.image, "root.pxar": e.pxar} {
+	for name, content := range map[string][]byte{"qemu-server.conf": e.conf, "drive-scsi0.img": e.image, "catalog.pcat1": e.stream} {
 		n := e.node(snapRel + "/" + name)
 		a := e.attr(n)
 		if a.Size != uint64(len(content)) || a.Mode != 0o444 || a.Valid < archiveAttrValid || a.Nlink != 1 {
@@ -165,8 +165,8 @@ func TestArchiveFiles(t *testing.T) {
 	}
 	// Archive names are reserved: no removing, renaming or creating.
 	d := e.node(snapRel).(*snapDir)
-	wantErrno(t, "rm archive", d.Remove(e.ctx, &fuse.RemoveRequest{Name: "root.pxar"}), syscall.EPERM)
-	wantErrno(t, "mv archive", d.Rename(e.ctx, &fuse.RenameRequest{OldName: "root.pxar", NewName: "x"}, d), syscall.EPERM)
+	wantErrno(t, "rm archive", d.Remove(e.ctx, &fuse.RemoveRequest{Name: "catalog.pcat1"}), syscall.EPERM)
+	wantErrno(t, "mv archive", d.Rename(e.ctx, &fuse.RenameRequest{OldName: "catalog.pcat1", NewName: "x"}, d), syscall.EPERM)
 	_, _, err := d.Create(e.ctx, &fuse.CreateRequest{Name: "drive-scsi0.img", Flags: fuse.OpenWriteOnly | fuse.OpenCreate, Mode: 0o644}, &fuse.CreateResponse{})
 	if errnoOf(err) == 0 {
 		t.Error("create over an archive name succeeded")
@@ -176,7 +176,7 @@ func TestArchiveFiles(t *testing.T) {
 		t.Error("lookup returns a new node each time")
 	}
 	// Names that are not shown.
-	for _, name := range []string{"drive-scsi0.img.fidx", "qemu-server.conf.blob", "root.pxar.didx", "index.json.blob"} {
+	for _, name := range []string{"drive-scsi0.img.fidx", "qemu-server.conf.blob", "catalog.pcat1.didx", "index.json.blob"} {
 		_, err := e.walk(snapRel + "/" + name)
 		wantErrno(t, "lookup "+name, err, syscall.ENOENT)
 	}
@@ -258,7 +258,7 @@ func TestArchiveFilesEncrypted(t *testing.T) {
 	}
 	t.Run("no key", func(t *testing.T) {
 		e := newArchiveEnv(t, key, datastore.ArchiveOptions{Enabled: true})
-		for _, name := range []string{"qemu-server.conf", "drive-scsi0.img", "root.pxar"} {
+		for _, name := range []string{"qemu-server.conf", "drive-scsi0.img", "catalog.pcat1"} {
 			n := e.node(snapRel + "/" + name)
 			a := e.attr(n)
 			if a.Mode != 0o444 {
@@ -273,7 +273,7 @@ func TestArchiveFilesEncrypted(t *testing.T) {
 	})
 	t.Run("key", func(t *testing.T) {
 		e := newArchiveEnv(t, key, datastore.ArchiveOptions{Enabled: true, Crypt: key})
-		for name, content := range map[string][]byte{"qemu-server.conf": e.conf, "drive-scsi0.img": e.image, "root.pxar": e.pxar} {
+		for name, content := range map[string][]byte{"qemu-server.conf": e.conf, "drive-scsi0.img": e.image, "catalog.pcat1": e.stream} {
 			h, _, err := e.open(e.node(snapRel+"/"+name), fuse.OpenReadOnly)
 			if err != nil {
 				t.Fatalf("open %s: %v", name, err)
@@ -297,19 +297,19 @@ func TestMountArchives(t *testing.T) {
 	mnt := mountEnv(t, e.env)
 	sum := sha256.Sum256(e.image)
 	out := mustSh(t, mnt, "sha256sum "+snapRel+"/drive-scsi0.img; cat "+snapRel+"/qemu-server.conf; "+
-		"dd if="+snapRel+"/root.pxar bs=1 skip=99 count=5 2>/dev/null | od -An -tx1")
+		"dd if="+snapRel+"/catalog.pcat1 bs=1 skip=99 count=5 2>/dev/null | od -An -tx1")
 	if !strings.Contains(out, hex.EncodeToString(sum[:])) || !strings.Contains(out, string(e.conf)) {
 		t.Errorf("output:\n%s", out)
 	}
 	var wantHex []string
-	for _, b := range e.pxar[99:104] {
+	for _, b := range e.stream[99:104] {
 		wantHex = append(wantHex, hex.EncodeToString([]byte{b}))
 	}
 	if !strings.Contains(out, strings.Join(wantHex, " ")) {
-		t.Errorf("dd of root.pxar: %s, want %s", out, wantHex)
+		t.Errorf("dd of catalog.pcat1: %s, want %s", out, wantHex)
 	}
 	out = mustSh(t, mnt, "ls -l "+snapRel)
-	for _, name := range []string{"drive-scsi0.img", "root.pxar", "qemu-server.conf", "manifest.json", "notes"} {
+	for _, name := range []string{"drive-scsi0.img", "catalog.pcat1", "qemu-server.conf", "manifest.json", "notes"} {
 		if !strings.Contains(out, name) {
 			t.Errorf("ls -l lacks %s:\n%s", name, out)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/manifest"
+	"pbsfs/pxar"
 )
 
 // Errors this package produces itself. They already are errnos; errno passes
@@ -57,6 +58,9 @@ var passThrough = map[syscall.Errno]bool{
 //	datastore.ErrEncrypted    EACCES
 //	datastore.ErrIO           the cause's errno if it is one of passThrough, else EIO + error line
 //	datastore.ErrInterrupted  EINTR    (the request was interrupted while waiting for a lock; nothing written)
+//	pxar.ErrCorrupt           EIO      + warning naming the file (and the error the stream offset)
+//	pxar.ErrNotFound          ENOENT   (no such name in an archived directory)
+//	pxar.ErrNotDir            ENOTDIR
 //	context.Canceled          EINTR
 //	errNotUTF8, errPastLimit  EILSEQ, EFBIG (a notes write session's text, session.go)
 //	errOffset                 EINVAL
@@ -81,9 +85,13 @@ func (f *FS) errno(op string, err error) error {
 	case errors.Is(err, datastore.ErrProtected):
 		f.log.Info(op+": protected", "err", err)
 		return fuse.Errno(syscall.EPERM)
-	case errors.Is(err, datastore.ErrCorrupt):
+	case errors.Is(err, datastore.ErrCorrupt), errors.Is(err, pxar.ErrCorrupt):
 		f.warnOnce(op+": corrupt data", err)
 		return fuse.Errno(syscall.EIO)
+	case errors.Is(err, pxar.ErrNotFound):
+		return fuse.Errno(syscall.ENOENT)
+	case errors.Is(err, pxar.ErrNotDir):
+		return errNotDir
 	case errors.Is(err, datastore.ErrLockTimeout):
 		f.log.Warn(op+": lock timeout", "err", err)
 		return fuse.Errno(syscall.EAGAIN)
@@ -128,9 +136,15 @@ func (f *FS) errno(op string, err error) error {
 
 // warnOnce logs err at warning level the first time it is seen and at debug
 // level afterwards, so that `ls -lR` over a corrupt snapshot does not flood
-// the log with one line per stat.
+// the log with one line per stat. Seen means: the same message (operation
+// and file) with the same root cause, so that the kernel's reads around a
+// missing chunk, each naming another offset, log one line per file.
 func (f *FS) warnOnce(msg string, err error) {
-	key := err.Error()
+	cause := err
+	for u := errors.Unwrap(cause); u != nil; u = errors.Unwrap(cause) {
+		cause = u
+	}
+	key := msg + "\x00" + cause.Error()
 	f.warnedMu.Lock()
 	_, seen := f.warned[key]
 	if !seen {

@@ -260,6 +260,13 @@ func (c *children) remove(name string, b *nodeBase) {
 	c.del(name, b)
 }
 
+// clear empties the cache.
+func (c *children) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.few, c.m = nil, nil
+}
+
 // drop removes name from the cache whatever it maps to.
 func (c *children) drop(name string) {
 	c.mu.Lock()

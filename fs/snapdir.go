@@ -97,11 +97,15 @@ func (d *snapDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	return append(ents, d.fs.scratchList(d.rel)...), nil
 }
 
-// Remove of a file: scratch files only (unlinkIn).
+// Remove of a file: scratch files only (unlinkIn). rmdir of a pxar
+// archive's directory: EPERM, as rm of an archive file.
 func (d *snapDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	if req.Dir {
 		if d.fs.ro {
 			return d.fs.readOnlyErr()
+		}
+		if d.isArchive(req.Name) {
+			return errPerm // root.pxar/: as rm of an archive file
 		}
 		return errNoEnt
 	}

@@ -2,19 +2,23 @@ package fs
 
 import (
 	"context"
+	"syscall"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
 )
 
-// Extended attributes: pbsfs has none. For a node without these methods
-// bazil answers every xattr request with ENOTSUP, and the kernel asks again
-// next time: a GETXATTR "security.capability" round trip before every
-// write (file_remove_privs), one or two per entry of every `ls -l` (ACLs,
-// SELinux label). Answering ENOSYS instead makes the kernel note that the
-// file system has no xattrs at all (fc->no_getxattr and friends) and answer
-// EOPNOTSUPP itself from then on — the errno callers saw before, without
-// the round trips.
+// Extended attributes: the files of pxar archives have the ones archived
+// (pxarentry.go); every other node has none and answers so per request —
+// ENODATA to getxattr, an empty list to listxattr, ENOTSUP to changes.
+//
+// Not ENOSYS, though it would save round trips: ENOSYS makes the kernel
+// note that the whole file system has no xattrs (fc->no_getxattr and
+// friends) and answer EOPNOTSUPP itself from then on, for every file of the
+// mount — the first `ls -l` of a snapshot directory would hide the xattrs
+// and ACLs of every archive. The price is a round trip per xattr call on
+// pbsfs's own files: a LISTXATTR or GETXATTR per entry of `ls -l` (ACL
+// check), a GETXATTR "security.capability" before writes to notes.
 
 var (
 	_ fusefs.NodeGetxattrer    = (*nodeBase)(nil)
@@ -23,24 +27,33 @@ var (
 	_ fusefs.NodeRemovexattrer = (*nodeBase)(nil)
 )
 
-// Getxattr: no xattrs (ENOSYS: the kernel stops asking).
+// errNoXattrSupport is what setting or removing an xattr on pbsfs's own
+// files gives: "Operation not supported", as before (and as the kernel says
+// for file systems without xattrs).
+var errNoXattrSupport = fuse.Errno(syscall.ENOTSUP)
+
+// Getxattr: no such attribute.
 func (n *nodeBase) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	return fuse.ENOSYS
+	return fuse.ErrNoXattr
 }
 
-// Listxattr: no xattrs (ENOSYS: the kernel stops asking).
+// Listxattr: none.
 func (n *nodeBase) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	return fuse.ENOSYS
+	return nil
 }
 
-// Setxattr: none can be set (ENOSYS: the kernel answers EOPNOTSUPP from
-// then on).
+// Setxattr: none can be set (EROFS in a read-only mount).
 func (n *nodeBase) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
-	return fuse.ENOSYS
+	if n.fs.ro {
+		return n.fs.readOnlyErr()
+	}
+	return errNoXattrSupport
 }
 
-// Removexattr: there are none (ENOSYS: the kernel answers EOPNOTSUPP from
-// then on).
+// Removexattr: there are none (EROFS in a read-only mount).
 func (n *nodeBase) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
-	return fuse.ENOSYS
+	if n.fs.ro {
+		return n.fs.readOnlyErr()
+	}
+	return errNoXattrSupport
 }

@@ -60,8 +60,26 @@ func expectedArchives(t *testing.T, store, snapRel string) map[string]*archiveMo
 		return nil
 	}
 	out := map[string]*archiveModel{}
+	files := map[string]bool{}
+	for _, f := range m.Files() {
+		files[f.Filename] = true
+	}
 	add := func(file, cryptMode string, size uint64) {
 		if file == "index.json.blob" || !safeIDRE.MatchString(file) {
+			return
+		}
+		// pxar archives are directories: NAME.pxar.didx, or NAME.mpxar.didx
+		// with its payload stream NAME.ppxar.didx, show as NAME.pxar/.
+		for _, suf := range []string{".pxar.didx", ".mpxar.didx"} {
+			if name, ok := strings.CutSuffix(file, suf); ok && name != "" {
+				if _, dup := out[name+".pxar"]; !dup {
+					out[name+".pxar"] = &archiveModel{store: store, file: filepath.Join(snapRel, file), kind: "pxar",
+						encrypted: cryptMode == "encrypt"}
+				}
+				return
+			}
+		}
+		if name, ok := strings.CutSuffix(file, ".ppxar.didx"); ok && files[name+".mpxar.didx"] {
 			return
 		}
 		for _, kind := range []string{"blob", "fidx", "didx"} {

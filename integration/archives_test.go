@@ -1,6 +1,6 @@
 package integration
 
-// Archive contents (shown by default; --keyfile): disk images, pxar streams
+// Archive contents (shown by default; --keyfile): disk images, streams (a catalog)
 // and blobs read through a real mount, byte for byte, with damaged and
 // missing chunks and encrypted archives; --no-archives turns them off.
 
@@ -32,7 +32,7 @@ type archiveSnap struct {
 	rel      string // mount-relative snapshot directory
 	image    []byte // drive-scsi0.img
 	imageIdx *index.Fixed
-	stream   []byte // root.pxar
+	stream   []byte // catalog.pcat1
 	streamIx *index.Dynamic
 	conf     []byte // qemu-server.conf
 }
@@ -40,7 +40,7 @@ type archiveSnap struct {
 // archiveStore is a datastore with real chunks:
 //
 //	vm/100/…  plain: 10.5 chunks of 4 MiB (random, zero, text, repeats),
-//	          a pxar stream of 12 variable chunks, a config blob, client.log
+//	          a catalog stream of 12 variable chunks, a config blob, client.log
 //	vm/101/…  the same kinds, encrypted with the key in keyPath (password
 //	          password), manifest signed
 //	vm/102/…  plain, for damage: a chunk of its image is removed and one of
@@ -57,21 +57,48 @@ type archiveStore struct {
 
 func newArchiveStore(t *testing.T) *archiveStore {
 	t.Helper()
-	as := &archiveStore{dir: filepath.Join(t.TempDir(), "store"), password: "integration-pass"}
-	if err := datastore.Create(as.dir, datastore.CreateOptions{}); err != nil {
+	dir, st := createTestStore(t)
+	defer st.Close()
+	k := newTestKey(t)
+	as := &archiveStore{dir: dir, password: k.password, key: k.key, keyPath: k.path}
+	as.plain = writeArchiveSnap(t, st, "100", 1, nil)
+	as.enc = writeArchiveSnap(t, st, "101", 2, as.key)
+	as.damaged = writeArchiveSnap(t, st, "102", 3, nil)
+	return as
+}
+
+// createTestStore creates an empty datastore in a fresh directory and opens
+// it for writing test snapshots (the caller closes it).
+func createTestStore(t *testing.T) (string, *datastore.Store) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := datastore.Create(dir, datastore.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := datastore.Open(as.dir, datastore.Options{Lock: lock.Config{Scheme: lock.Run, Dir: t.TempDir(), Store: storeName, UID: -1, GID: -1}})
+	st, err := datastore.Open(dir, datastore.Options{Lock: lock.Config{Scheme: lock.Run, Dir: t.TempDir(), Store: storeName, UID: -1, GID: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	return dir, st
+}
 
+// testKey is an encryption key with its key file as PBS writes it,
+// protected by password.
+type testKey struct {
+	key      *manifest.CryptConfig
+	path     string
+	password string
+}
+
+func newTestKey(t *testing.T) testKey {
+	t.Helper()
+	k := testKey{password: "integration-pass"}
 	rawKey := make([]byte, 32)
 	for i := range rawKey {
 		rawKey[i] = byte(0xa0 + i)
 	}
-	if as.key, err = manifest.NewCryptConfig(rawKey); err != nil {
+	var err error
+	if k.key, err = manifest.NewCryptConfig(rawKey); err != nil {
 		t.Fatal(err)
 	}
 	kdf, err := keyfile.DefaultKDF(keyfile.Scrypt)
@@ -79,19 +106,25 @@ func newArchiveStore(t *testing.T) *archiveStore {
 		t.Fatal(err)
 	}
 	kdf.N = 4096 // cheaper than PBS's 65536, same code path
-	kc, err := keyfile.New(rawKey, []byte(as.password), &kdf, time.Now())
+	kc, err := keyfile.New(rawKey, []byte(k.password), &kdf, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	as.keyPath = filepath.Join(t.TempDir(), "backup-key.json")
-	if err := os.WriteFile(as.keyPath, kc.Marshal(), 0o600); err != nil {
+	k.path = filepath.Join(t.TempDir(), "backup-key.json")
+	if err := os.WriteFile(k.path, kc.Marshal(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
 
-	as.plain = writeArchiveSnap(t, st, "100", 1, nil)
-	as.enc = writeArchiveSnap(t, st, "101", 2, as.key)
-	as.damaged = writeArchiveSnap(t, st, "102", 3, nil)
-	return as
+// keyMountArgs are the pbsfs arguments that give it key k.
+func (k testKey) mountArgs(t *testing.T) []string {
+	t.Helper()
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pw, []byte(k.password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--keyfile", k.path, "--password-file", pw}
 }
 
 func writeArchiveSnap(t *testing.T, st *datastore.Store, id string, seed uint64, key *manifest.CryptConfig) *archiveSnap {
@@ -142,7 +175,7 @@ func writeArchiveSnap(t *testing.T, st *datastore.Store, id string, seed uint64,
 	if err != nil {
 		t.Fatal(err)
 	}
-	di, didx, err := st.BuildDynamicIndex("root.pxar.didx", parts, key)
+	di, didx, err := st.BuildDynamicIndex("catalog.pcat1.didx", parts, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +211,7 @@ func writeArchiveSnap(t *testing.T, st *datastore.Store, id string, seed uint64,
 }
 
 func (s *archiveSnap) files() map[string][]byte {
-	return map[string][]byte{"drive-scsi0.img": s.image, "root.pxar": s.stream, "qemu-server.conf": s.conf}
+	return map[string][]byte{"drive-scsi0.img": s.image, "catalog.pcat1": s.stream, "qemu-server.conf": s.conf}
 }
 
 // checkBytes compares a file of the mount with want: SHA-256 of a whole
@@ -242,7 +275,7 @@ func TestArchives(t *testing.T) {
 
 	t.Run("listing", func(t *testing.T) {
 		names, err := readNames(m.path(as.plain.rel))
-		want := []string{"client.log", "drive-scsi0.img", "manifest.json", "notes", "qemu-server.conf", "root.pxar"}
+		want := []string{"catalog.pcat1", "client.log", "drive-scsi0.img", "manifest.json", "notes", "qemu-server.conf"}
 		if err != nil || !equalStrings(names, want) {
 			t.Errorf("ls %s = %q (%v), want %q", as.plain.rel, names, err, want)
 		}
@@ -301,7 +334,7 @@ func TestArchives(t *testing.T) {
 		}
 		e := as.damaged.streamIx.Entries
 		start, end := e[2].End, e[3].End
-		s, err := os.Open(m.path(as.damaged.rel, "root.pxar"))
+		s, err := os.Open(m.path(as.damaged.rel, "catalog.pcat1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,16 +376,13 @@ func TestArchives(t *testing.T) {
 	m.stop()
 
 	t.Run("with key", func(t *testing.T) {
-		pw := filepath.Join(t.TempDir(), "password")
-		if err := os.WriteFile(pw, []byte(as.password+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		mk := startMount(t, as.dir, "--archives", "--keyfile", as.keyPath, "--password-file", pw, "--chunk-cache", "32")
+		k := testKey{key: as.key, path: as.keyPath, password: as.password}
+		mk := startMount(t, as.dir, append(k.mountArgs(t), "--archives", "--chunk-cache", "32")...)
 		for name, want := range as.enc.files() {
 			checkBytes(t, mk.path(as.enc.rel, name), want, 100)
 		}
 		// Unencrypted snapshots read as before.
-		checkBytes(t, mk.path(as.plain.rel, "root.pxar"), as.plain.stream, 20)
+		checkBytes(t, mk.path(as.plain.rel, "catalog.pcat1"), as.plain.stream, 20)
 		for rel, want := range map[string]string{as.enc.rel: "valid", as.plain.rel: "unsigned"} {
 			js, err := os.ReadFile(mk.path(rel, "manifest.json"))
 			var v map[string]any

@@ -98,6 +98,9 @@ func TestContainment(t *testing.T) {
 			return nil
 		}
 		seen = append(seen, rel)
+		if d.IsDir() && classify(rel) == lvArchive {
+			return filepath.SkipDir // archived files, symlinks included: pxar_test.go
+		}
 		name := d.Name()
 		if name == ".chunks" || name == ".lock" || name == ".gc-status" || name == ".index.json.lck" ||
 			strings.HasPrefix(name, ".pbsfs-") || name == "index.json.blob" || strings.HasSuffix(name, ".fidx") || strings.HasSuffix(name, ".didx") {

@@ -54,7 +54,9 @@ func TestLayout(t *testing.T) {
 				t.Errorf("%q: IsDir = %v, want %v", child, fi.IsDir(), wantDir)
 			}
 			if fi.IsDir() {
-				walk(child)
+				if classify(child) != lvArchive { // pxar_test.go looks inside
+					walk(child)
+				}
 			} else if !fi.Mode().IsRegular() {
 				t.Errorf("%q: mode %v, want a regular file", child, fi.Mode())
 			}
@@ -135,7 +137,7 @@ func TestReadContent(t *testing.T) {
 			checkFile(t, m, store, rel)
 		}
 	}
-	if files < 90 {
+	if files < 80 { // the sample's files outside pxar archives (pxar_test.go reads those)
 		t.Errorf("only %d files checked", files)
 	}
 

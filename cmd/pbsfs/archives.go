@@ -22,9 +22,11 @@ import (
 const archivesHelp = `      --archives           show each snapshot's archives, read-only (the
                            default): NAME.blob as NAME (decoded),
                            NAME.img.fidx as NAME.img (the disk image),
-                           NAME.didx as NAME (e.g. root.pxar); every chunk
-                           read is verified, and a missing or damaged one
-                           fails that read with EIO
+                           pxar archives (NAME.pxar.didx, or NAME.mpxar.didx
+                           with NAME.ppxar.didx) as a directory NAME.pxar/,
+                           other NAME.didx as NAME (e.g. catalog.pcat1);
+                           every chunk read is verified, and a missing or
+                           damaged one fails that read with EIO
       --no-archives        show only notes and manifest.json in snapshots
                            (also --archives=false)
       --keyfile FILE       PBS encryption key file (proxmox-backup-client key

@@ -1,0 +1,224 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/datastore"
+	"pbsfs/pxar"
+)
+
+// pxarDir is a directory inside a pxar archive, or the archive's root
+// (root.pxar/ for root.pxar.didx, or for the split pair root.mpxar.didx and
+// root.ppxar.didx). Listings are the archive's, sorted by name; lookups go
+// through the directory's goodbye table (the pxar package), never a scan of
+// the archive. Nothing can be changed (EROFS).
+//
+// The root opens the archive through the datastore (which keeps opened
+// archives while their files are unchanged) and looks again whenever the
+// kernel asks for its attributes, lists it or looks a name up in it: if the
+// snapshot's archive was replaced, the root shows the new one (with fresh
+// child nodes). Directories below keep the archive they were found in.
+type pxarDir struct {
+	dirBase
+	parentIno uint64
+
+	// root only: the archive's snapshot and shown name.
+	root bool
+	sn   datastore.Snapshot
+	name string
+
+	mu   sync.Mutex
+	tree *pxarTree   // nil for a root not opened yet
+	e    *pxar.Entry // the directory's entry in tree
+}
+
+var (
+	_ fusefs.Node                = (*pxarDir)(nil)
+	_ fusefs.NodeRequestLookuper = (*pxarDir)(nil)
+	_ fusefs.HandleReadDirAller  = (*pxarDir)(nil)
+	_ fusefs.NodeOpener          = (*pxarDir)(nil)
+	_ fusefs.NodeGetxattrer      = (*pxarDir)(nil)
+	_ fusefs.NodeListxattrer     = (*pxarDir)(nil)
+	_ fusefs.NodeSetxattrer      = (*pxarDir)(nil)
+	_ fusefs.NodeRemovexattrer   = (*pxarDir)(nil)
+	_ fusefs.NodeSetattrer       = (*pxarDir)(nil)
+	_ fusefs.NodeAccesser        = (*pxarDir)(nil)
+	_ fusefs.NodeForgetter       = (*pxarDir)(nil)
+)
+
+func newPxarDir(f *FS, rel string, parentIno uint64, t *pxarTree, e *pxar.Entry, root bool) *pxarDir {
+	d := &pxarDir{dirBase: dirBase{nodeBase: nodeBase{fs: f, rel: rel}}, parentIno: parentIno, tree: t, e: e, root: root}
+	d.ino = t.inoOf(e, root)
+	return d
+}
+
+// newPxarRoot is the node of the archive shown as name in snapshot
+// directory s.
+func newPxarRoot(f *FS, s *snapDir, name string) *pxarDir {
+	rel := s.rel + "/" + name
+	return &pxarDir{dirBase: dirBase{nodeBase: newBase(f, rel)}, parentIno: s.ino, root: true, sn: s.sn, name: name}
+}
+
+// current returns the archive and the directory's entry; for the root
+// after checking that the snapshot still has the archive it shows.
+func (d *pxarDir) current() (*pxarTree, *pxar.Entry, error) {
+	if !d.root {
+		return d.tree, d.e, nil
+	}
+	arch, info, _, err := d.fs.store.OpenPxar(d.sn, d.name)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tree != nil && d.tree.arch == arch {
+		return d.tree, d.e, nil
+	}
+	e, err := arch.Root()
+	if err != nil {
+		return nil, nil, err
+	}
+	identity := []string{info.File, info.Csum}
+	if info.Payload != nil {
+		identity = append(identity, info.Payload.Csum)
+	}
+	if d.tree != nil {
+		d.kids.clear() // another archive: its entries are other nodes
+	}
+	d.tree, d.e = newPxarTree(arch, d.rel, d.ino, identity...), e
+	return d.tree, d.e, nil
+}
+
+// Attr: the directory's attributes as archived. A root whose archive
+// cannot be opened — encrypted without the key, or damaged — is still a
+// directory, with the times, owner and (readable, searchable) permission
+// bits of its index file; listing it gives the error (EACCES, EIO), as
+// reading an archive file does.
+func (d *pxarDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	if d.takePrimed(a) {
+		return nil
+	}
+	t, e, err := d.current()
+	switch {
+	case err == nil:
+		pxarAttr(a, t.inoOf(e, d.root), e)
+		return nil
+	case errors.Is(err, datastore.ErrEncrypted), errors.Is(err, datastore.ErrCorrupt), errors.Is(err, pxar.ErrCorrupt):
+		_, st, serr := d.fs.store.StatArchive(d.sn, d.name)
+		if serr != nil {
+			return d.fs.errno("stat "+d.display(), serr)
+		}
+		d.fs.dirAttr(a, d.ino, st)
+		r := st.Mode.Perm() & 0o444
+		a.Mode = os.ModeDir | r | r>>2
+		a.Nlink = 1
+		return nil
+	}
+	return d.fs.errno("stat "+d.display(), err)
+}
+
+// Open lets the kernel keep the listing: it never changes.
+func (d *pxarDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	resp.Flags |= fuse.OpenCacheDir | fuse.OpenKeepCache
+	return d, nil
+}
+
+func (d *pxarDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	t, e, err := d.current()
+	if err != nil {
+		return nil, d.fs.errno("lookup "+d.display()+"/"+req.Name, err)
+	}
+	// A node the kernel still holds is reused without decoding anything.
+	cached, ok := d.kids.peek(req.Name)
+	mk := func() node { return cached }
+	if !ok {
+		child, err := t.arch.Lookup(e, req.Name)
+		if err != nil {
+			return nil, d.fs.errno("lookup "+d.display()+"/"+req.Name, err)
+		}
+		mk = func() node { return newPxarChild(d.fs, d, t, child) }
+	}
+	n, err := d.lookupChild(ctx, req.Name, resp, mk)
+	resp.EntryValid = max(resp.EntryValid, pxarAttrValid)
+	return n, err
+}
+
+// ReadDirAll lists the directory, sorted by name, with the inode numbers
+// lookups give.
+func (d *pxarDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	t, e, err := d.current()
+	if err != nil {
+		return nil, d.fs.errno("list "+d.display(), err)
+	}
+	list, err := t.arch.ReadDir(e)
+	if err != nil {
+		return nil, d.fs.errno("list "+d.display(), err)
+	}
+	ents := make([]fuse.Dirent, 0, len(list)+2)
+	ents = append(ents, fuse.Dirent{Inode: d.ino, Type: fuse.DT_Dir, Name: "."},
+		fuse.Dirent{Inode: d.parentIno, Type: fuse.DT_Dir, Name: ".."})
+	for _, c := range list {
+		ents = append(ents, fuse.Dirent{Inode: t.inoOf(c, false), Type: pxarDirentType(c.Kind), Name: c.Name})
+	}
+	return ents, nil
+}
+
+func (d *pxarDir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	_, e, err := d.current()
+	if err != nil {
+		return d.fs.errno("getxattr "+d.display(), err)
+	}
+	return getPxarXattr(e, req, resp)
+}
+
+func (d *pxarDir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	_, e, err := d.current()
+	if err != nil {
+		return d.fs.errno("listxattr "+d.display(), err)
+	}
+	resp.Append(e.XattrNames()...)
+	return nil
+}
+
+// Changes: EROFS, whatever the archived modes say.
+
+func (d *pxarDir) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error { return errArchiveRO }
+func (d *pxarDir) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	return errArchiveRO
+}
+func (d *pxarDir) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	return errArchiveRO
+}
+func (d *pxarDir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
+	return nil, errArchiveRO
+}
+func (d *pxarDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error { return errArchiveRO }
+func (d *pxarDir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	return nil, nil, errArchiveRO
+}
+func (d *pxarDir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	return nil, errArchiveRO
+}
+func (d *pxarDir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	return nil, errArchiveRO
+}
+func (d *pxarDir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
+	return nil, errArchiveRO
+}
+func (d *pxarDir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	return errArchiveRO
+}
+
+// Access refuses write access (see pxarNode.Access).
+func (d *pxarDir) Access(ctx context.Context, req *fuse.AccessRequest) error {
+	if req.Mask&accessWrite != 0 {
+		return errArchiveRO
+	}
+	return nil
+}

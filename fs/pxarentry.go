@@ -1,0 +1,247 @@
+package fs
+
+import (
+	"context"
+	"hash/fnv"
+	"os"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/pxar"
+)
+
+// What every node inside a pxar archive shares (pxardir.go, pxarfile.go,
+// pxarlink.go, pxarspecial.go): the opened archive, the decoded entry, the
+// attributes exactly as archived, the xattrs, and EROFS for every change.
+// The format is the pxar package's; these nodes only adapt its entries.
+
+// pxarTree is one opened archive as the mount shows it: every node of the
+// tree refers to it.
+type pxarTree struct {
+	arch *pxar.Archive
+	// seed makes the inode numbers of this archive's entries (inoOf):
+	// the archive's path in the mount and its index checksums.
+	seed uint64
+	// rootIno is the root directory's inode number: that of its path,
+	// as the snapshot directory lists it.
+	rootIno uint64
+}
+
+func newPxarTree(arch *pxar.Archive, rel string, rootIno uint64, identity ...string) *pxarTree {
+	h := fnv.New64a()
+	h.Write([]byte(rel))
+	for _, s := range identity {
+		h.Write([]byte{0})
+		h.Write([]byte(s))
+	}
+	return &pxarTree{arch: arch, seed: h.Sum64(), rootIno: rootIno}
+}
+
+// inoOf is the inode number of entry e: the archive's seed mixed with the
+// entry's ID (unique in the archive, shared by hardlinks), through the
+// splitmix64 finalizer, so that neighbouring IDs of one archive and equal
+// IDs of two archives land far apart. The archive root keeps the number of
+// its path. 0 and 1 (invalid, the mount root) are moved up by 2.
+func (t *pxarTree) inoOf(e *pxar.Entry, root bool) uint64 {
+	if root {
+		return t.rootIno
+	}
+	z := t.seed ^ (e.ID * 0x9e3779b97f4a7c15)
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	if z < 2 {
+		z += 2
+	}
+	return z
+}
+
+// pxarAttrValid is how long the kernel may keep attributes and entries of
+// archived files: an archive never changes once written. (A snapshot that
+// is pruned disappears all the same: the revalidator invalidates its
+// directory entry, which takes the subtree with it.)
+const pxarAttrValid = 10 * time.Minute
+
+// pxarNode is embedded by every node inside an archive.
+type pxarNode struct {
+	nodeBase
+	tree *pxarTree
+	e    *pxar.Entry
+}
+
+func newPxarNode(f *FS, parent *dirBase, t *pxarTree, e *pxar.Entry) pxarNode {
+	return pxarNode{nodeBase: nodeBase{fs: f, rel: e.Name, ino: t.inoOf(e, false), parent: parent}, tree: t, e: e}
+}
+
+// newPxarChild makes the node for entry e, a child of the archive
+// directory d of archive t.
+func newPxarChild(f *FS, d *pxarDir, t *pxarTree, e *pxar.Entry) node {
+	switch e.Kind {
+	case pxar.KindDir:
+		return newPxarDir(f, d.rel+"/"+e.Name, d.ino, t, e, false)
+	case pxar.KindFile:
+		return &pxarFile{pxarNode: newPxarNode(f, &d.dirBase, t, e)}
+	case pxar.KindSymlink:
+		return &pxarLink{pxarNode: newPxarNode(f, &d.dirBase, t, e)}
+	}
+	return &pxarSpecial{pxarNode: newPxarNode(f, &d.dirBase, t, e)}
+}
+
+// pxarDirentType is the listing type of an entry.
+func pxarDirentType(k pxar.Kind) fuse.DirentType {
+	switch k {
+	case pxar.KindDir:
+		return fuse.DT_Dir
+	case pxar.KindFile:
+		return fuse.DT_File
+	case pxar.KindSymlink:
+		return fuse.DT_Link
+	case pxar.KindBlockDev:
+		return fuse.DT_Block
+	case pxar.KindCharDev:
+		return fuse.DT_Char
+	case pxar.KindFIFO:
+		return fuse.DT_FIFO
+	case pxar.KindSocket:
+		return fuse.DT_Socket
+	}
+	return fuse.DT_Unknown
+}
+
+// pxarAttr fills a with entry e's attributes as archived: type and
+// permission bits including setuid, setgid and sticky, owner, mtime with
+// nanoseconds (atime and ctime, which the archive does not keep, are the
+// mtime), size (the bytes a read returns; a symlink's target length) and
+// device numbers. Link counts: 1 for directories ("not counted", as on
+// btrfs: counting subdirectories would decode every subdirectory, and 1
+// keeps find's leaf optimisation off) and files; 2 for an entry the archive
+// stores as a hardlink (it shares its target's inode number; the archive
+// does not say how many names the target has).
+func pxarAttr(a *fuse.Attr, ino uint64, e *pxar.Entry) {
+	a.Valid = pxarAttrValid
+	a.Inode = ino
+	a.Mode = pxarMode(e)
+	if e.Kind == pxar.KindFile || e.Kind == pxar.KindSymlink {
+		a.Size = e.Size
+	}
+	a.Blocks = (a.Size + 511) / 512
+	a.Nlink = 1
+	if e.Hardlink {
+		a.Nlink = 2
+	}
+	a.Uid, a.Gid = e.UID, e.GID
+	a.Mtime = time.Unix(e.MtimeSec, int64(e.MtimeNsec))
+	a.Atime, a.Ctime = a.Mtime, a.Mtime
+	if e.Kind == pxar.KindBlockDev || e.Kind == pxar.KindCharDev {
+		a.Rdev = encodeDev(e.RdevMajor, e.RdevMinor)
+	}
+	a.BlockSize = 4096
+}
+
+// pxarMode maps the archived st_mode to an os.FileMode (bazil turns it back
+// into st_mode).
+func pxarMode(e *pxar.Entry) os.FileMode {
+	m := os.FileMode(e.Mode & 0o777)
+	switch e.Kind {
+	case pxar.KindDir:
+		m |= os.ModeDir
+	case pxar.KindSymlink:
+		m |= os.ModeSymlink
+	case pxar.KindBlockDev:
+		m |= os.ModeDevice
+	case pxar.KindCharDev:
+		m |= os.ModeDevice | os.ModeCharDevice
+	case pxar.KindFIFO:
+		m |= os.ModeNamedPipe
+	case pxar.KindSocket:
+		m |= os.ModeSocket
+	}
+	if e.Mode&syscall.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if e.Mode&syscall.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if e.Mode&syscall.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// encodeDev is the kernel's 32-bit device number encoding (new_encode_dev),
+// which FUSE attributes carry: 12 bits of major, 20 of minor. Larger
+// numbers do not fit and are cut, as the kernel's own encoding would.
+func encodeDev(major, minor uint64) uint32 {
+	return uint32(minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12)
+}
+
+func (n *pxarNode) Attr(ctx context.Context, a *fuse.Attr) error {
+	pxarAttr(a, n.ino, n.e)
+	return nil
+}
+
+var (
+	_ fusefs.NodeGetxattrer    = (*pxarNode)(nil)
+	_ fusefs.NodeListxattrer   = (*pxarNode)(nil)
+	_ fusefs.NodeSetxattrer    = (*pxarNode)(nil)
+	_ fusefs.NodeRemovexattrer = (*pxarNode)(nil)
+	_ fusefs.NodeSetattrer     = (*pxarNode)(nil)
+	_ fusefs.NodeAccesser      = (*pxarNode)(nil)
+	_ fusefs.NodeFsyncer       = (*pxarNode)(nil)
+)
+
+// Getxattr answers the archived xattrs, file capabilities as
+// security.capability and ACLs as system.posix_acl_access/default in the
+// kernel's encoding (the pxar package builds them); ENODATA for others.
+// bazil answers ERANGE when the caller's buffer is too small, and the size
+// alone to a size query.
+func (n *pxarNode) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	return getPxarXattr(n.e, req, resp)
+}
+
+func getPxarXattr(e *pxar.Entry, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	v, ok := e.Xattr(req.Name)
+	if !ok {
+		return fuse.ErrNoXattr
+	}
+	resp.Xattr = v
+	return nil
+}
+
+// Listxattr lists the names Getxattr answers.
+func (n *pxarNode) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	resp.Append(n.e.XattrNames()...)
+	return nil
+}
+
+// errArchiveRO is the answer to every change inside an archive: archives
+// are read-only whatever their modes say.
+var errArchiveRO = fuse.Errno(syscall.EROFS)
+
+func (n *pxarNode) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	return errArchiveRO
+}
+
+func (n *pxarNode) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	return errArchiveRO
+}
+
+// Setattr: nothing can be changed, times included.
+func (n *pxarNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	return errArchiveRO
+}
+
+// Access refuses write access (for mounts without default_permissions,
+// where the kernel asks): editors and `test -w` see read-only files.
+func (n *pxarNode) Access(ctx context.Context, req *fuse.AccessRequest) error {
+	if req.Mask&accessWrite != 0 {
+		return errArchiveRO
+	}
+	return nil
+}
+
+// Fsync has nothing to write.
+func (n *pxarNode) Fsync(ctx context.Context, req *fuse.FsyncRequest) error { return nil }

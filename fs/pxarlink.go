@@ -1,0 +1,24 @@
+package fs
+
+import (
+	"context"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+// pxarLink is a symbolic link inside a pxar archive: its target as
+// archived, absolute or relative, never followed by pbsfs (the kernel
+// resolves it, within the mount or outside as it says).
+type pxarLink struct {
+	pxarNode
+}
+
+var (
+	_ fusefs.Node           = (*pxarLink)(nil)
+	_ fusefs.NodeReadlinker = (*pxarLink)(nil)
+)
+
+func (n *pxarLink) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
+	return n.e.LinkTarget, nil
+}
