@@ -153,11 +153,10 @@ func (s *Store) openPxar(sn Snapshot, info ArchiveInfo) (*pxar.Archive, error) {
 		return nil, wrap(op, abs, ErrCorrupt, fmt.Errorf("the manifest lists no payload stream %s",
 			strings.TrimSuffix(info.File, pxarMetaSuffix)+pxarPayloadSuffix))
 	}
+	// Encrypted streams without the key: their reads fail with
+	// ErrEncrypted, which pxar.Open passes on.
 	meta, err := s.openArchive(sn, info)
 	if err != nil {
-		return nil, err
-	}
-	if err := meta.Readable(); err != nil {
 		return nil, err
 	}
 	var payload io.ReaderAt // a nil interface for v1, not a nil *Archive
@@ -165,9 +164,6 @@ func (s *Store) openPxar(sn Snapshot, info ArchiveInfo) (*pxar.Archive, error) {
 	if info.Payload != nil {
 		p, err := s.openArchive(sn, *info.Payload)
 		if err != nil {
-			return nil, err
-		}
-		if err := p.Readable(); err != nil {
 			return nil, err
 		}
 		payload, payloadSize = p, p.Size()
