@@ -549,6 +549,18 @@ func TestPxarArchives(t *testing.T) {
 		// cannot be opened (nodev).
 		_, err = os.OpenFile(filepath.Join(root, "dev/null"), os.O_RDONLY, 0)
 		wantErrno(t, "open a device", err, syscall.EACCES, syscall.EPERM)
+		// Archived devices and setuid files give no powers: nodev, nosuid.
+		mounts, err := os.ReadFile("/proc/self/mounts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(l); len(f) > 3 && f[1] == m.dir {
+				if opts := "," + f[3] + ","; !strings.Contains(opts, ",nodev,") || !strings.Contains(opts, ",nosuid,") {
+					t.Errorf("mount options %s: want nodev and nosuid", f[3])
+				}
+			}
+		}
 	})
 
 	t.Run("xattr buffers", func(t *testing.T) {
@@ -680,4 +692,55 @@ func pxarInodes(t *testing.T, root string) {
 	if again := walk(); !maps.Equal(first, again) {
 		t.Error("inode numbers changed between two walks")
 	}
+}
+
+// The pxar crate's own archives of the reference tree (pxar-format.md
+// appendix A.3, A.4), v1 and split, stored as archives: through the mount
+// both show the same tree, with the ACLs, capabilities and hardlinks the
+// appendix lists.
+func TestPxarCrateFixtures(t *testing.T) {
+	fixture := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "pxar", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	dir, st := createTestStore(t)
+	writePxarSnap(t, st, "500", 5, nil, []pxarStream{{"root.pxar.didx", fixture("pxar-crate-v1.pxar")}})
+	writePxarSnap(t, st, "501", 6, nil, []pxarStream{{"root.mpxar.didx", fixture("pxar-crate-v2.mpxar")},
+		{"root.ppxar.didx", fixture("pxar-crate-v2.ppxar")}})
+	st.Close()
+	m := startMount(t, dir)
+	v1 := m.path("ct/500/2024-06-01T01:30:00Z/root.pxar")
+	split := m.path("ct/501/2024-06-01T01:30:00Z/root.pxar")
+	sameTree(t, v1, split)
+	for _, root := range []string{v1, split} {
+		acl := shell(t, root, "getfacl -n -P acl-dir")
+		for _, want := range []string{"user:1002:r-x", "group:101:r--", "default:user:1001:rwx", "default:group:100:r-x"} {
+			if !strings.Contains(acl, want) {
+				t.Errorf("getfacl acl-dir: no %q in\n%s", want, acl)
+			}
+		}
+		if got := shell(t, root, "getfattr -h -n user.comment --only-values xattr-file"); got != "hello" {
+			t.Errorf("user.comment = %q", got)
+		}
+		if got := shell(t, root, "getcap bin/ping"); !strings.Contains(got, "bin/ping") {
+			t.Errorf("getcap bin/ping: %q", got)
+		}
+		ino := func(rel string) uint64 {
+			var s unix.Stat_t
+			if err := unix.Lstat(filepath.Join(root, rel), &s); err != nil {
+				t.Fatal(err)
+			}
+			return s.Ino
+		}
+		if ino("hard-readme") != ino("README.txt") || ino("sub/deep/nested-hard") != ino("docs/f03") || ino("README.txt") == ino("docs/f03") {
+			t.Error("hardlinks do not share their target's inode")
+		}
+		if got, err := os.ReadFile(filepath.Join(root, "big.bin")); err != nil || len(got) != 300000 {
+			t.Errorf("big.bin: %d bytes, %v", len(got), err)
+		}
+	}
+	m.stop()
 }
