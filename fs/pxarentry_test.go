@@ -1,0 +1,70 @@
+package fs
+
+import (
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"pbsfs/pxar"
+)
+
+// The kernel's 32-bit device encoding, against x/sys/unix's 64-bit one
+// (equal in the low 32 bits while major < 4096 and minor < 2^20).
+func TestEncodeDev(t *testing.T) {
+	for _, d := range [][2]uint64{{0, 0}, {1, 3}, {8, 1}, {8, 255}, {8, 256}, {250, 70000}, {4095, 1<<20 - 1}} {
+		if got, want := encodeDev(d[0], d[1]), uint32(unix.Mkdev(uint32(d[0]), uint32(d[1]))); got != want {
+			t.Errorf("encodeDev(%d, %d) = %#x, want %#x", d[0], d[1], got, want)
+		}
+	}
+}
+
+func TestPxarMode(t *testing.T) {
+	for _, tc := range []struct {
+		kind pxar.Kind
+		mode uint64
+		want os.FileMode
+	}{
+		{pxar.KindFile, 0o100644, 0o644},
+		{pxar.KindFile, 0o104755, 0o755 | os.ModeSetuid},
+		{pxar.KindDir, 0o042775, 0o775 | os.ModeDir | os.ModeSetgid},
+		{pxar.KindDir, 0o041777, 0o777 | os.ModeDir | os.ModeSticky},
+		{pxar.KindSymlink, 0o120777, 0o777 | os.ModeSymlink},
+		{pxar.KindBlockDev, 0o060660, 0o660 | os.ModeDevice},
+		{pxar.KindCharDev, 0o020666, 0o666 | os.ModeDevice | os.ModeCharDevice},
+		{pxar.KindFIFO, 0o010644, 0o644 | os.ModeNamedPipe},
+		{pxar.KindSocket, 0o140755, 0o755 | os.ModeSocket},
+	} {
+		if got := pxarMode(&pxar.Entry{Kind: tc.kind, Mode: tc.mode}); got != tc.want {
+			t.Errorf("%v %o: %v, want %v", tc.kind, tc.mode, got, tc.want)
+		}
+	}
+}
+
+// Inode numbers: distinct for the IDs of one archive and for the same ID
+// in two archives, equal for equal (archive, ID), never 0 or 1; the root
+// keeps its path's number.
+func TestPxarInodes(t *testing.T) {
+	a := newPxarTree(nil, "ct/200/2024-06-01T01:30:00Z/root.pxar", 77, "root.pxar.didx", "abc")
+	b := newPxarTree(nil, "ct/201/2024-06-01T01:30:00Z/root.pxar", 78, "root.pxar.didx", "abc")
+	a2 := newPxarTree(nil, "ct/200/2024-06-01T01:30:00Z/root.pxar", 77, "root.pxar.didx", "abc")
+	seen := map[uint64]string{}
+	for id := uint64(1); id < 200000; id += 7 {
+		for name, tr := range map[string]*pxarTree{"a": a, "b": b} {
+			ino := tr.inoOf(&pxar.Entry{ID: id}, false)
+			if ino < 2 {
+				t.Fatalf("inode %d", ino)
+			}
+			if other, dup := seen[ino]; dup {
+				t.Fatalf("%s/%d and %s share inode %d", name, id, other, ino)
+			}
+			seen[ino] = name
+		}
+		if a.inoOf(&pxar.Entry{ID: id}, false) != a2.inoOf(&pxar.Entry{ID: id}, false) {
+			t.Fatal("the same archive gives other numbers")
+		}
+	}
+	if a.inoOf(&pxar.Entry{ID: 1}, true) != 77 {
+		t.Error("the root does not keep its path's inode")
+	}
+}
