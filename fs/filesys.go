@@ -56,8 +56,11 @@ type FS struct {
 	// with the revalidator, which invalidates them.
 	cacheDirs bool
 	maxNotes  int
-	log       *slog.Logger
-	root      *nsDir
+	// xattrs: the mount shows archives, whose pxar trees have xattrs, so
+	// every node answers xattr requests (xattr.go).
+	xattrs bool
+	log    *slog.Logger
+	root   *nsDir
 
 	srv atomic.Pointer[fusefs.Server]
 
@@ -86,6 +89,7 @@ func New(store *datastore.Store, o Options) *FS {
 		ro:       o.ReadOnly || store.ReadOnly(),
 		ttl:      o.TTL,
 		maxNotes: o.MaxNotesSize,
+		xattrs:   store.ArchivesEnabled(),
 		log:      o.Logger,
 		scratch:  map[string]*scratchDir{},
 		warned:   map[string]struct{}{},

@@ -17,8 +17,11 @@ import (
 // friends) and answer EOPNOTSUPP itself from then on, for every file of the
 // mount — the first `ls -l` of a snapshot directory would hide the xattrs
 // and ACLs of every archive. The price is a round trip per xattr call on
-// pbsfs's own files: a LISTXATTR or GETXATTR per entry of `ls -l` (ACL
-// check), a GETXATTR "security.capability" before writes to notes.
+// pbsfs's own files: `ls -l` asks for security.selinux and
+// system.posix_acl_access (and _default for directories) of every entry,
+// writes to notes for security.capability. Without archives
+// (--no-archives) there is nothing to show, and the answer is ENOSYS as
+// before: the kernel stops asking.
 
 var (
 	_ fusefs.NodeGetxattrer    = (*nodeBase)(nil)
@@ -34,16 +37,25 @@ var errNoXattrSupport = fuse.Errno(syscall.ENOTSUP)
 
 // Getxattr: no such attribute.
 func (n *nodeBase) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	if !n.fs.xattrs {
+		return fuse.ENOSYS
+	}
 	return fuse.ErrNoXattr
 }
 
 // Listxattr: none.
 func (n *nodeBase) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	if !n.fs.xattrs {
+		return fuse.ENOSYS
+	}
 	return nil
 }
 
 // Setxattr: none can be set (EROFS in a read-only mount).
 func (n *nodeBase) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	if !n.fs.xattrs {
+		return fuse.ENOSYS
+	}
 	if n.fs.ro {
 		return n.fs.readOnlyErr()
 	}
@@ -52,6 +64,9 @@ func (n *nodeBase) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) erro
 
 // Removexattr: there are none (EROFS in a read-only mount).
 func (n *nodeBase) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	if !n.fs.xattrs {
+		return fuse.ENOSYS
+	}
 	if n.fs.ro {
 		return n.fs.readOnlyErr()
 	}

@@ -644,6 +644,12 @@ func TestPxarArchives(t *testing.T) {
 		mn := startMount(t, ps.dir, "--no-archives")
 		_, err := os.Stat(mn.path(pxarV1, "root.pxar"))
 		wantErrno(t, "stat root.pxar with --no-archives", err, syscall.ENOENT)
+		// Nothing has xattrs: the kernel is told so once (ENOSYS) and
+		// answers for itself.
+		for range 2 {
+			_, err = unix.Getxattr(mn.path(pxarV1, "notes"), "user.x", make([]byte, 8))
+			wantErrno(t, "getxattr with --no-archives", err, syscall.ENOTSUP)
+		}
 		mn.stop()
 	})
 
