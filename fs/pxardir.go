@@ -169,20 +169,21 @@ func (d *pxarDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	return ents, nil
 }
 
+// Getxattr: the archived ones. A root whose archive cannot be opened has
+// none (as its attributes are the index file's), so that `ls -l` of the
+// snapshot shows it without an error.
 func (d *pxarDir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
 	_, e, err := d.current()
 	if err != nil {
-		return d.fs.errno("getxattr "+d.display(), err)
+		return fuse.ErrNoXattr
 	}
 	return getPxarXattr(e, req, resp)
 }
 
 func (d *pxarDir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	_, e, err := d.current()
-	if err != nil {
-		return d.fs.errno("listxattr "+d.display(), err)
+	if _, e, err := d.current(); err == nil {
+		resp.Append(e.XattrNames()...)
 	}
-	resp.Append(e.XattrNames()...)
 	return nil
 }
 

@@ -588,6 +588,11 @@ func TestPxarArchives(t *testing.T) {
 		}
 		_, err = os.ReadDir(root)
 		wantErrno(t, "ls without key", err, syscall.EACCES)
+		// ls -l and getfattr of the snapshot show it without an error
+		// (no xattrs, like its attributes the index file's).
+		if out := shell(t, m.path(pxarEnc), "ls -l && getfattr -d -m - root.pxar"); !strings.Contains(out, "root.pxar") {
+			t.Errorf("ls -l: %s", out)
+		}
 		_, err = os.Stat(filepath.Join(root, "README.txt"))
 		wantErrno(t, "stat inside without key", err, syscall.EACCES)
 	})
