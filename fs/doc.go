@@ -16,7 +16,8 @@
 //	    <time>/                 a snapshot
 //	      notes                 the snapshot's notes, unprotected.notes of its manifest (read-write)
 //	      manifest.json         the manifest as pretty JSON (read-only)
-//	      <archive>             each archive decoded: qemu-server.conf, drive-scsi0.img, root.pxar ... (read-only)
+//	      <archive>             each archive decoded: qemu-server.conf, drive-scsi0.img, catalog.pcat1 ... (read-only)
+//	      <name>.pxar/          each pxar archive (v1 or split) as a directory tree (read-only)
 //
 // Archives are shown when the datastore was opened with archives enabled
 // (pbsfs mount does so unless --no-archives). Everything else in the
