@@ -318,3 +318,18 @@ func flockFile(f *os.File, how int) error {
 	}
 	return ferr
 }
+
+// LockFile takes an exclusive flock on the lock file at path, waiting up to
+// timeout, with the double stat; a missing file is created atomically with
+// mode 0660 and owner uid:gid (-1 keeps the creator's) in its existing
+// directory. It is PBS's open_backup_lockfile for the lock files that
+// belong to no datastore object: the config lock
+// /etc/proxmox-backup/.datastore.lck and the active-operations lock.
+func LockFile(path string, timeout time.Duration, uid, gid int) (*Lock, error) {
+	l := &Locker{cfg: Config{UID: uid, GID: gid}}
+	lk, err := l.lockFileWait(path, timeout, false)
+	if err != nil {
+		return nil, fmt.Errorf("unable to acquire lock %q: %w", path, err)
+	}
+	return lk, nil
+}
