@@ -71,7 +71,9 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("line %d - %s", e.Line
 var safeID = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._\-]*$`)
 
 // ValidName reports whether name is a valid datastore name (DATASTORE_SCHEMA).
-func ValidName(name string) bool { return len(name) >= 3 && len(name) <= 32 && safeID.MatchString(name) }
+func ValidName(name string) bool {
+	return len(name) >= 3 && len(name) <= 32 && safeID.MatchString(name)
+}
 
 // propertyName is the shape of every property PBS defines (kebab-case).
 // Anything else — "#" from an attempted comment, above all — is an
