@@ -1,6 +1,7 @@
 package activeops
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -106,11 +107,11 @@ func (t *Tracker) Self() (pid uint32, start uint64) { return t.self.PID, t.self.
 // entry holds the change: false when, with LegacyTracking, a new entry was
 // not added (the caller must then not deregister) or when a deregistration
 // found no own entry.
-func (t *Tracker) Add(kind Kind, delta int64) (registered bool, err error) {
+func (t *Tracker) Add(ctx context.Context, kind Kind, delta int64) (registered bool, err error) {
 	if err := t.mkdir(); err != nil {
 		return false, err
 	}
-	lk, err := lock.LockFile(t.File()+".lock", t.o.Timeout, t.o.UID, t.o.GID)
+	lk, err := lock.LockFile(ctx, t.File()+".lock", t.o.Timeout, t.o.UID, t.o.GID)
 	if err != nil {
 		return false, fmt.Errorf("active operations: %w", err)
 	}

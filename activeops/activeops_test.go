@@ -1,97 +1,19 @@
 package activeops
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
+	"pbsfs/internal/pbssim"
 	"sync"
-	"syscall"
 	"testing"
 )
 
-// TestMain doubles as the PBS-like writer process (pbsWriter) when the
-// test binary is started with PBSFS_TEST_PBS_WRITER set.
 func TestMain(m *testing.M) {
-	if spec := os.Getenv("PBSFS_TEST_PBS_WRITER"); spec != "" {
-		os.Exit(pbsWriterMain(spec))
-	}
+	pbssim.RunIfChild()
 	os.Exit(m.Run())
-}
-
-// pbsWriterMain registers n Read operations one by one the way PBS ≥
-// 4.0.21 does (its own code below, not the package's), prints "done",
-// then waits for stdin to close before exiting, so its entry stays live.
-func pbsWriterMain(spec string) int {
-	var dir, store string
-	var n int
-	if _, err := fmt.Sscan(spec, &dir, &store, &n); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	for range n {
-		if err := pbsUpdate(dir, store, 1); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	fmt.Println("done")
-	io.Copy(io.Discard, os.Stdin)
-	return 0
-}
-
-// pbsUpdate is PBS's task_tracking update_active_operations, written
-// independently: flock, read (missing = empty), drop entries of processes
-// that are gone, add to the own entry or append it (kept at zero), write a
-// temp file, rename.
-func pbsUpdate(dir, store string, delta int64) error {
-	lf, err := os.OpenFile(filepath.Join(dir, store+".lock"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o660)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
-		return err
-	}
-	var list []map[string]any
-	data, err := os.ReadFile(filepath.Join(dir, store))
-	if err == nil {
-		if err := json.Unmarshal(data, &list); err != nil {
-			return fmt.Errorf("PBS-like writer: %w", err)
-		}
-	} else if !os.IsNotExist(err) {
-		return err
-	}
-	me := os.Getpid()
-	myStart, _ := readProcStat("/proc", me)
-	var out []map[string]any
-	found := false
-	for _, e := range list {
-		pid := int(e["pid"].(float64))
-		if _, ok := readProcStat("/proc", pid); !ok {
-			continue
-		}
-		if pid == me {
-			ops := e["active_operations"].(map[string]any)
-			ops["read"] = ops["read"].(float64) + float64(delta)
-			found = true
-		}
-		out = append(out, e)
-	}
-	if !found {
-		out = append(out, map[string]any{"pid": me, "starttime": myStart.start,
-			"active_operations": map[string]any{"read": delta, "write": 0}})
-	}
-	data, _ = json.Marshal(out)
-	tmp := filepath.Join(dir, ".pbs-tmp-"+strconv.Itoa(me))
-	if err := os.WriteFile(tmp, data, 0o660); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, store))
 }
 
 func newTracker(t *testing.T, dir string, legacy bool) *Tracker {
@@ -126,9 +48,10 @@ func deadPID(t *testing.T) int {
 }
 
 func TestRegisterFormatAndIdle(t *testing.T) {
+	ctx := context.Background()
 	dir := t.TempDir()
 	tr := newTracker(t, dir, false)
-	if reg, err := tr.Add(Write, 1); err != nil || !reg {
+	if reg, err := tr.Add(ctx, Write, 1); err != nil || !reg {
 		t.Fatal(reg, err)
 	}
 	data, _ := os.ReadFile(tr.File())
@@ -143,7 +66,7 @@ func TestRegisterFormatAndIdle(t *testing.T) {
 	if c, err := Sum(tr.File(), ""); err != nil || c != (Counts{Write: 1}) {
 		t.Fatal(c, err)
 	}
-	if _, err := tr.Add(Write, -1); err != nil {
+	if _, err := tr.Add(ctx, Write, -1); err != nil {
 		t.Fatal(err)
 	}
 	if data, _ := os.ReadFile(tr.File()); string(data) != "[]" {
@@ -152,6 +75,7 @@ func TestRegisterFormatAndIdle(t *testing.T) {
 }
 
 func TestDeadDroppedOthersKept(t *testing.T) {
+	ctx := context.Background()
 	dir := t.TempDir()
 	tr := newTracker(t, dir, false)
 	dead := deadPID(t)
@@ -162,7 +86,7 @@ func TestDeadDroppedOthersKept(t *testing.T) {
 	if err := os.WriteFile(tr.File(), []byte(pre), 0o660); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tr.Add(Read, 1); err != nil {
+	if _, err := tr.Add(ctx, Read, 1); err != nil {
 		t.Fatal(err)
 	}
 	l := readList(t, tr.File())
@@ -175,11 +99,12 @@ func TestDeadDroppedOthersKept(t *testing.T) {
 }
 
 func TestUnparsableLeftAlone(t *testing.T) {
+	ctx := context.Background()
 	dir := t.TempDir()
 	tr := newTracker(t, dir, false)
 	for _, bad := range []string{"", "{", `{"pid":1}`, "[] x"} {
 		os.WriteFile(tr.File(), []byte(bad), 0o660)
-		if _, err := tr.Add(Write, 1); !errors.Is(err, ErrUnparsable) {
+		if _, err := tr.Add(ctx, Write, 1); !errors.Is(err, ErrUnparsable) {
 			t.Errorf("%q: %v", bad, err)
 		}
 		if data, _ := os.ReadFile(tr.File()); string(data) != bad {
@@ -189,11 +114,12 @@ func TestUnparsableLeftAlone(t *testing.T) {
 }
 
 func TestLegacyTracking(t *testing.T) {
+	ctx := context.Background()
 	dir := t.TempDir()
 	tr := newTracker(t, dir, true)
 	// Empty list: PBS < 4.0.21 would only track the next process that
 	// registers into an empty list, so do not take that place.
-	if reg, err := tr.Add(Read, 1); err != nil || reg {
+	if reg, err := tr.Add(ctx, Read, 1); err != nil || reg {
 		t.Fatalf("registered into an empty list: %v %v", reg, err)
 	}
 	if _, err := os.Stat(tr.File()); err == nil {
@@ -204,7 +130,7 @@ func TestLegacyTracking(t *testing.T) {
 	// A live entry of another process: registering is safe.
 	ps, _ := readProcStat("/proc", 1)
 	os.WriteFile(tr.File(), []byte(fmt.Sprintf(`[{"pid":1,"starttime":%d,"active_operations":{"read":0,"write":0}}]`, ps.start)), 0o660)
-	if reg, err := tr.Add(Read, 1); err != nil || !reg {
+	if reg, err := tr.Add(ctx, Read, 1); err != nil || !reg {
 		t.Fatalf("not registered beside a live entry: %v %v", reg, err)
 	}
 	if c, _ := Sum(tr.File(), ""); c != (Counts{Read: 1}) {
@@ -217,18 +143,15 @@ func TestLegacyTracking(t *testing.T) {
 // does and a third reader checks that the file always parses. Nothing of
 // PBS's is lost, and this process's entry is gone at the end.
 func TestConcurrentWithPBS(t *testing.T) {
+	ctx := context.Background()
 	dir := t.TempDir()
 	tr := newTracker(t, dir, false)
 	const pbsOps = 60
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PBSFS_TEST_PBS_WRITER=%s store1 %d", dir, pbsOps))
-	stdin, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	pbs, err := pbssim.Start(fmt.Sprintf("writer %s store1 %d", dir, pbsOps))
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stdin.Close(); cmd.Wait() }()
+	defer pbs.Stop()
 
 	stop := make(chan struct{})
 	var readerErr error
@@ -255,11 +178,11 @@ func TestConcurrentWithPBS(t *testing.T) {
 		wg.Go(func() {
 			k := Kind(g % 2)
 			for range 25 {
-				if _, err := tr.Add(k, 1); err != nil {
+				if _, err := tr.Add(ctx, k, 1); err != nil {
 					errs <- err
 					return
 				}
-				if _, err := tr.Add(k, -1); err != nil {
+				if _, err := tr.Add(ctx, k, -1); err != nil {
 					errs <- err
 					return
 				}
@@ -267,9 +190,8 @@ func TestConcurrentWithPBS(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "done\n" {
-		t.Fatalf("PBS-like writer: %q %v", buf, err)
+	if !pbs.Out.Scan() || pbs.Out.Text() != "done" {
+		t.Fatalf("PBS-like writer: %q", pbs.Out.Text())
 	}
 	close(stop)
 	rwg.Wait()
@@ -281,7 +203,7 @@ func TestConcurrentWithPBS(t *testing.T) {
 		t.Fatal(readerErr)
 	}
 	l := readList(t, tr.File())
-	if len(l) != 1 || int(l[0].PID) != cmd.Process.Pid || l[0].Ops != (Counts{Read: pbsOps}) {
+	if len(l) != 1 || int(l[0].PID) != pbs.Cmd.Process.Pid || l[0].Ops != (Counts{Read: pbsOps}) {
 		t.Fatalf("after the run: %+v, want only the PBS-like writer's entry with read=%d", l, pbsOps)
 	}
 }

@@ -24,6 +24,11 @@ func (s *Store) CleanupTemps(ctx context.Context, minAge time.Duration) (int, er
 	if s.readOnly {
 		return 0, nil
 	}
+	done, err := s.beginWrite(ctx, "clean up temp files", s.path)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	removed := 0
 	var walkNS func(ns NS) error
 	walkNS = func(ns NS) error {
@@ -54,7 +59,7 @@ func (s *Store) CleanupTemps(ctx context.Context, minAge time.Duration) (int, er
 		}
 		return nil
 	}
-	err := walkNS(nil)
+	err = walkNS(nil)
 	return removed, err
 }
 

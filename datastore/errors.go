@@ -29,6 +29,11 @@ var (
 	// request) while waiting for a lock; nothing was written.
 	ErrInterrupted = errors.New("interrupted")
 	ErrIO          = errors.New("i/o error")
+	// ErrUnavailable: PBS has taken the datastore away from its users (a
+	// maintenance mode forbidding reads, a removable datastore whose
+	// device is not mounted, its section gone from datastore.cfg, a
+	// datastore.cfg that does not parse); see neighbour.go.
+	ErrUnavailable = errors.New("datastore unavailable")
 )
 
 // Error is the error type of this package: what was done, to which file, the
@@ -85,6 +90,10 @@ func classify(err error) error {
 		return ErrIO
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return ErrInterrupted
+	case errors.Is(err, ErrUnavailable):
+		return ErrUnavailable
+	case errors.Is(err, ErrReadOnly):
+		return ErrReadOnly
 	case errors.Is(err, manifest.ErrInvalid), errors.Is(err, manifest.ErrInvalidNotes), errors.Is(err, manifest.ErrTooLarge):
 		return ErrInvalid
 	case errors.Is(err, manifest.ErrEncrypted):

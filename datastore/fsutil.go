@@ -70,8 +70,13 @@ func (s *Store) openRelFd(rel string, flags int, mode uint32) (int, error) {
 		rel = "."
 	}
 	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Mode: uint64(mode), Resolve: resolve}
+	root, err := s.g.acquire()
+	if err != nil {
+		return -1, err
+	}
+	defer s.g.release()
 	for {
-		fd, err := unix.Openat2(int(s.root.Fd()), rel, &how)
+		fd, err := unix.Openat2(root, rel, &how)
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}

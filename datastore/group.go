@@ -85,6 +85,11 @@ func (s *Store) ReplaceGroupNotes(ctx context.Context, g Group, base *string, no
 	if len(notes) > MaxNotesSize {
 		return wrap(op, s.abs(rel), ErrInvalid, fmt.Errorf("notes of %d bytes exceed the limit of %d", len(notes), MaxNotesSize))
 	}
+	done, err := s.beginWrite(ctx, op, s.abs(rel))
+	if err != nil {
+		return err
+	}
+	defer done()
 	dirSt, err := s.statDir(op, g.Dir())
 	if err != nil {
 		return err
@@ -128,6 +133,11 @@ func (s *Store) CreateGroup(g Group, owner string) error {
 	if s.readOnly {
 		return wrap(op, s.abs(g.Dir()), ErrReadOnly, nil)
 	}
+	done, err := s.beginWrite(context.Background(), op, s.abs(g.Dir()))
+	if err != nil {
+		return err
+	}
+	defer done()
 	parent := s.abs(path.Join(g.NS.Dir(), g.Type))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return wrap(op, parent, nil, err)

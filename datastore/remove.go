@@ -36,6 +36,11 @@ func (s *Store) RemoveSnapshot(ctx context.Context, sn Snapshot) error {
 	if s.readOnly {
 		return wrap(op, s.abs(sn.Dir()), ErrReadOnly, nil)
 	}
+	done, err := s.beginWrite(ctx, op, s.abs(sn.Dir()))
+	if err != nil {
+		return err
+	}
+	defer done()
 	if _, err := s.statDir(op, sn.Dir()); err != nil {
 		return err
 	}
@@ -101,6 +106,11 @@ func (s *Store) RemoveGroup(g Group) error {
 	if s.readOnly {
 		return wrap(op, s.abs(g.Dir()), ErrReadOnly, nil)
 	}
+	done, err := s.beginWrite(context.Background(), op, s.abs(g.Dir()))
+	if err != nil {
+		return err
+	}
+	defer done()
 	if _, err := s.statDir(op, g.Dir()); err != nil {
 		return err
 	}

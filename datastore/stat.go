@@ -73,14 +73,21 @@ func (s *Store) StatSnapshotDir(sn Snapshot) (Stamp, error) {
 // in this package. Nothing is read or written through it; a caller that
 // sees a change goes back to the checked accessors, which refuse symlinks.
 // pbsfs's revalidator stats every directory the kernel holds with it, where
-// the openat2-based stat costs three syscalls.
+// the openat2-based stat costs three syscalls. It neither opens an idle
+// store nor keeps it open (ErrUnavailable while idle): the revalidator's
+// looking is not a use of the datastore.
 func (s *Store) ChangeStamp(rel string) (Stamp, error) {
 	if rel == "" {
 		rel = "."
 	}
 	var st unix.Stat_t
+	root, err := s.g.acquireIfActive()
+	if err != nil {
+		return Stamp{}, wrap("stat", s.abs(rel), nil, err)
+	}
+	defer s.g.releaseQuiet()
 	for {
-		err := unix.Fstatat(int(s.root.Fd()), rel, &st, unix.AT_SYMLINK_NOFOLLOW)
+		err := unix.Fstatat(root, rel, &st, unix.AT_SYMLINK_NOFOLLOW)
 		if err == unix.EINTR {
 			continue
 		}

@@ -30,12 +30,15 @@ type Options struct {
 	CacheSize int         // decoded-manifest LRU entries; 0 = DefaultCacheSize
 	Logger    *slog.Logger
 	Archives  ArchiveOptions // archive contents, key and chunk cache (archive.go)
+	// PBS connects the store to the PBS on the host (neighbour.go); nil:
+	// none.
+	PBS *PBSOptions
 }
 
 // Store is an open datastore. It is safe for concurrent use.
 type Store struct {
 	path     string
-	root     *os.File // O_PATH descriptor of the datastore root: all access is relative to it
+	g        *guard // the root descriptor (all access is relative to it) and the PBS rules (neighbour.go)
 	locker   *lock.Locker
 	lockDir  string // as configured ("" = the lock package's default)
 	readOnly bool
@@ -67,6 +70,11 @@ func Open(path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, wrap("open datastore", abs, nil, os.NewSyscallError("open", err))
 	}
+	var rootSt unix.Stat_t
+	if err := unix.Fstat(fd, &rootSt); err != nil {
+		unix.Close(fd)
+		return nil, wrap("open datastore", abs, nil, os.NewSyscallError("fstat", err))
+	}
 	lc := o.Lock
 	lc.Base = abs
 	if lc.Store == "" {
@@ -90,9 +98,18 @@ func Open(path string, o Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	var pbs *PBSOptions
+	if o.PBS != nil {
+		c := *o.PBS
+		pbs = &c
+	}
+	g, err := newGuard(abs, fd, &rootSt, pbs, logger)
+	if err != nil {
+		return nil, wrap("open datastore", abs, nil, err)
+	}
 	return &Store{
 		path:     abs,
-		root:     os.NewFile(uintptr(fd), abs),
+		g:        g,
 		locker:   locker,
 		lockDir:  lc.Dir,
 		readOnly: o.ReadOnly,
@@ -106,7 +123,7 @@ func Open(path string, o Options) (*Store, error) {
 // root descriptor.
 func (s *Store) Close() error {
 	s.arch.close() // waits for chunk read-ahead (archive.go)
-	return s.root.Close()
+	return s.g.close()
 }
 
 // Path is the absolute path of the datastore root.

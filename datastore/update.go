@@ -70,6 +70,11 @@ func (s *Store) updateManifest(ctx context.Context, op string, sn Snapshot, fn f
 	if s.readOnly {
 		return wrap(op, s.abs(rel), ErrReadOnly, nil)
 	}
+	done, err := s.beginWrite(ctx, op, s.abs(rel))
+	if err != nil {
+		return err
+	}
+	defer done()
 	if _, err := s.statDir(op, sn.Dir()); err != nil {
 		return err
 	}

@@ -81,8 +81,8 @@ func (d *dirBase) lookupScratch(ctx context.Context, name string, resp *fuse.Loo
 // checkNewName refuses names that cannot become scratch files.
 func checkNewName(h editHost, name string) error {
 	d := h.dir()
-	if d.fs.ro {
-		return d.fs.readOnlyErr()
+	if err := d.fs.writeRefused("create " + name); err != nil {
+		return err
 	}
 	if h.reservedName(name) || name == "." || name == ".." {
 		return errPerm
@@ -178,8 +178,8 @@ func renameIn(ctx context.Context, h editHost, req *fuse.RenameRequest, newDir f
 	ctx, stop := userInterrupt(ctx, req.Pid)
 	defer stop()
 	d := h.dir()
-	if d.fs.ro {
-		return d.fs.readOnlyErr()
+	if err := d.fs.writeRefused("rename " + req.OldName); err != nil {
+		return err
 	}
 	if newDir != fusefs.Node(h) {
 		return fuse.Errno(syscall.EXDEV)

@@ -52,7 +52,8 @@ var passThrough = map[syscall.Errno]bool{
 //	datastore.ErrCorrupt      EIO      + warning naming the file
 //	datastore.ErrLockTimeout  EAGAIN   (manifest lock not had within 5 s: try again)
 //	datastore.ErrInvalid      EILSEQ for notes that are not UTF-8, EFBIG for too large, else EINVAL
-//	datastore.ErrReadOnly     EROFS
+//	datastore.ErrReadOnly     EROFS    (+ warning with the reason when PBS's maintenance mode or an S3 backend refused it)
+//	datastore.ErrUnavailable  EIO      + warning: a maintenance mode forbidding reads, removable device not mounted, ...
 //	datastore.ErrStale        ESTALE   (notes changed by someone else since they were read)
 //	datastore.ErrNotEmpty     ENOTEMPTY
 //	datastore.ErrEncrypted    EACCES
@@ -104,7 +105,13 @@ func (f *FS) errno(op string, err error) error {
 			return errTooBig
 		}
 		return errInval
+	case errors.Is(err, datastore.ErrUnavailable):
+		f.warnOnce(op+": datastore unavailable", err)
+		return fuse.Errno(syscall.EIO)
 	case errors.Is(err, datastore.ErrReadOnly):
+		if de := (*datastore.Error)(nil); errors.As(err, &de) && de.Err != nil {
+			f.warnOnce(op+": refused", err) // PBS's maintenance text, or the S3 advice
+		}
 		return fuse.Errno(syscall.EROFS)
 	case errors.Is(err, datastore.ErrStale):
 		f.log.Warn(op+": changed by someone else meanwhile; not written", "err", err)

@@ -160,8 +160,8 @@ func (f *FS) Root() (fusefs.Node, error) { return f.root, nil }
 // Statfs reports the datastore file system's numbers, so df shows the space
 // left for backups.
 func (f *FS) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(f.store.Path(), &st); err != nil {
+	st, err := f.store.Statfs()
+	if err != nil {
 		return f.errno("statfs", err)
 	}
 	resp.Blocks = st.Blocks
@@ -227,3 +227,17 @@ func (f *FS) invalidateNode(n fusefs.Node, data bool) {
 
 // readOnlyErr is what every change gets in a read-only mount.
 func (f *FS) readOnlyErr() error { return fuse.Errno(unix.EROFS) }
+
+// writeRefused is the errno for starting a change (opening notes for
+// writing, truncating them, an editor's file) that cannot be made now:
+// EROFS in a read-only mount, or the errno of PBS refusing changes to the
+// datastore (a maintenance mode, an S3 backend: Store.CheckWrite); nil
+// otherwise. Refusing at the start matters because a shell ignores the
+// error of the close that would save. The datastore checks again, under
+// PBS's config lock, when the change is made.
+func (f *FS) writeRefused(op string) error {
+	if f.ro {
+		return f.readOnlyErr()
+	}
+	return f.errno(op, f.store.CheckWrite())
+}

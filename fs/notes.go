@@ -198,8 +198,8 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 		return &notesHandle{n: n, data: []byte(text)}, nil
 	}
 	resp.Flags |= fuse.OpenDirectIO
-	if n.fs.ro {
-		return nil, n.fs.readOnlyErr()
+	if err := n.fs.writeRefused("open " + n.display()); err != nil {
+		return nil, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -255,8 +255,8 @@ func (n *notesFile) writer(appendMode bool) (*notesHandle, error) {
 func (n *notesFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
 	ctx, stop := userInterrupt(ctx, req.Pid)
 	defer stop()
-	if n.fs.ro {
-		return n.fs.readOnlyErr()
+	if err := n.fs.writeRefused("setattr " + n.display()); err != nil {
+		return err
 	}
 	if req.Valid.Uid() || req.Valid.Gid() {
 		_, st, err := n.src.load()

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"pbsfs/internal/pbssim"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,6 +44,7 @@ func TestGoReadersCostNoPollRequests(t *testing.T) {
 // TestGoReadersCostNoPollRequests when asked to (by the environment), and
 // as the test binary otherwise.
 func TestMain(m *testing.M) {
+	pbssim.RunIfChild() // the PBS side of neighbour_test.go
 	if list := os.Getenv(readFilesEnv); list != "" {
 		for range 3 {
 			for _, p := range strings.Split(list, "\n") {

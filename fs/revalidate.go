@@ -69,11 +69,24 @@ func (f *FS) Revalidate(ctx context.Context) {
 	}
 	sw := sweep{stride: 1}
 	wait := f.recheck
+	woken := make(chan struct{}, 1)
+	f.store.SetOnActivate(func() {
+		select {
+		case woken <- struct{}{}:
+		default:
+		}
+	})
+	defer f.store.SetOnActivate(nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-woken:
+		}
+		if !f.recheckPBS() {
+			wait = f.recheck
+			continue
 		}
 		start := time.Now()
 		p := f.sweepPass(ctx, sw.pass, sw.stride)
@@ -90,6 +103,40 @@ func (f *FS) Revalidate(ctx context.Context) {
 		wait = max(f.recheck, sweepCPUShare*took)
 		f.log.Debug("revalidated", "directories", p.stats, "snapshot directories", p.snapshots,
 			"took", took, "next in", wait, "snapshot stride", sw.stride)
+	}
+}
+
+// recheckPBS applies what PBS's datastore.cfg says now (neighbour.go in
+// the datastore package) and reports whether the datastore should be swept:
+// not while PBS has taken it away, and not while pbsfs is idle — the sweep
+// would open the datastore and register with PBS, which must see pbsfs
+// holding nothing while idle. What PBS changed meanwhile is looked at as soon
+// as the datastore is used again (SetOnActivate wakes the loop). When the
+// datastore becomes unavailable or available again, everything the kernel
+// caches is dropped.
+func (f *FS) recheckPBS() bool {
+	changed, err := f.store.Recheck()
+	if err != nil {
+		f.log.Warn("cannot re-read PBS's datastore configuration", "err", err)
+	}
+	if changed {
+		f.invalidateAll(f.srv.Load(), f.root)
+	}
+	return f.store.Blocked() == nil && f.store.Active()
+}
+
+// invalidateAll drops what the kernel caches of d and everything below it.
+func (f *FS) invalidateAll(srv *fusefs.Server, d dirNode) {
+	if srv == nil {
+		return
+	}
+	f.notify(srv.InvalidateNodeData(d), "directory", d, "")
+	for _, k := range d.dir().kids.list() {
+		if c, ok := k.n.(dirNode); ok {
+			f.invalidateAll(srv, c)
+			continue
+		}
+		f.notify(srv.InvalidateNodeData(k.n), "file", k.n, "")
 	}
 }
 
@@ -111,6 +158,9 @@ func (f *FS) sweepPass(ctx context.Context, pass, stride uint64) passStats {
 	srv := f.srv.Load() // nil: nothing to invalidate (benchmarks); the stats are made all the same
 	p := passStats{stats: 1}
 	st, err := f.store.ChangeStamp("")
+	if errors.Is(err, datastore.ErrUnavailable) {
+		return p // went idle or unavailable since recheckPBS
+	}
 	if err != nil {
 		f.log.Warn("revalidate: cannot stat the datastore root", "err", err)
 		return p

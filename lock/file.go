@@ -325,9 +325,9 @@ func flockFile(f *os.File, how int) error {
 // directory. It is PBS's open_backup_lockfile for the lock files that
 // belong to no datastore object: the config lock
 // /etc/proxmox-backup/.datastore.lck and the active-operations lock.
-func LockFile(path string, timeout time.Duration, uid, gid int) (*Lock, error) {
+func LockFile(ctx context.Context, path string, timeout time.Duration, uid, gid int) (*Lock, error) {
 	l := &Locker{cfg: Config{UID: uid, GID: gid}}
-	lk, err := l.lockFileWait(path, timeout, false)
+	lk, err := l.lockFileWait(ctx, path, timeout, false)
 	if err != nil {
 		return nil, fmt.Errorf("unable to acquire lock %q: %w", path, err)
 	}

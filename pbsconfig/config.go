@@ -297,15 +297,23 @@ func (o Operation) String() string {
 	return "read"
 }
 
-// ErrMaintenance is wrapped by every refusal of Check.
+// ErrMaintenance is matched (errors.Is) by every refusal of Check.
 var ErrMaintenance = errors.New("datastore in maintenance mode")
+
+// MaintenanceError is a refusal of Check; its text is PBS's.
+type MaintenanceError struct{ Text string }
+
+func (e *MaintenanceError) Error() string { return e.Text }
+
+// Is makes a MaintenanceError match ErrMaintenance.
+func (e *MaintenanceError) Is(target error) bool { return target == ErrMaintenance }
 
 // Check is PBS's MaintenanceMode::check for a Read or Write: nil if the mode
 // allows op, else an error wrapping ErrMaintenance with PBS's text. An
 // unparseable mode refuses both, like offline.
 func (m Maintenance) Check(op Operation) error {
 	if m.Err != nil {
-		return fmt.Errorf("%w: %w (treated as offline)", ErrMaintenance, m.Err)
+		return &MaintenanceError{Text: m.Err.Error() + " (an unknown mode counts as offline)"}
 	}
 	var text string
 	switch m.Type {
@@ -325,7 +333,7 @@ func (m Maintenance) Check(op Operation) error {
 		}
 		text = "read-only maintenance mode: " + m.Message
 	}
-	return fmt.Errorf("%w: %s", ErrMaintenance, text)
+	return &MaintenanceError{Text: text}
 }
 
 // AllowsReads reports whether Check(Read) passes.

@@ -1,6 +1,7 @@
 package pbsconfig
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -89,11 +90,11 @@ func Load(dir string) (c *Config, st Stamp, exists bool, err error) {
 // waiting up to timeout (0 = LockTimeout), as PBS's lookup_datastore does
 // around its maintenance check and registration. A missing lock file is
 // created 0660 with owner uid:gid (-1 keeps the creator's).
-func LockConfig(dir string, timeout time.Duration, uid, gid int) (*lock.Lock, error) {
+func LockConfig(ctx context.Context, dir string, timeout time.Duration, uid, gid int) (*lock.Lock, error) {
 	if timeout <= 0 {
 		timeout = LockTimeout
 	}
-	return lock.LockFile(filepath.Join(dir, LockName), timeout, uid, gid)
+	return lock.LockFile(ctx, filepath.Join(dir, LockName), timeout, uid, gid)
 }
 
 // FindDir returns the sections whose directory (Dir) is dir, compared by

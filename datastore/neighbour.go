@@ -1,0 +1,588 @@
+package datastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"pbsfs/activeops"
+	"pbsfs/pbsconfig"
+)
+
+// Living beside PBS (pbs-format.md §10). With Options.PBS set, the store
+// follows the datastore's section of datastore.cfg and registers its
+// operations in PBS's active-operations file:
+//
+//   - Every change (notes, group notes, forget, group removal) runs §10.8:
+//     config lock → datastore.cfg → maintenance mode (Write) → mount check
+//     of a removable datastore → refuse on an S3 backend → register a Write
+//     → release the config lock; the Write is deregistered when the change
+//     is done.
+//   - Reads go through the root descriptor, which is opened only while
+//     pbsfs is in use, by the same procedure for a Read (with the identity
+//     of the directory checked against the one opened at mount), and kept
+//     for Linger after the last use; then it is closed and the Read
+//     deregistered, in that order. So PBS's active-operations sum is 0 only
+//     when pbsfs holds no descriptor on the datastore, and since the
+//     descriptor is only ever opened under the config lock after the mode
+//     check, an unmount task that saw 0 under its mode finds nothing of
+//     pbsfs's in the way.
+//   - Recheck (the revalidator calls it every pass) re-reads datastore.cfg
+//     when its stamp changes and, for a removable datastore, looks at the
+//     mount: a mode or state that forbids reads makes every new access fail
+//     with ErrUnavailable at once and lets the descriptor go as soon as the
+//     requests in flight are done; lifting it serves again.
+//
+// Without Options.PBS (no PBS on the host) the root descriptor is opened at
+// Open and kept, and nothing is checked or registered.
+
+// DefaultLinger is how long the root descriptor and the Read registration
+// outlive the last access.
+const DefaultLinger = time.Second
+
+// PBSOptions connect a Store to the PBS installed on the host.
+type PBSOptions struct {
+	ConfigDir string // "" = pbsconfig.DefaultDir
+	Name      string // the datastore's PBS name (its section)
+	// ActiveOps configures the active-operations tracker (Store is set
+	// from Name).
+	ActiveOps activeops.Options
+	// UID and GID own a config lock file pbsfs has to create.
+	UID, GID int
+	Linger   time.Duration // 0 = DefaultLinger
+	// MountInfo and ByUUIDDir are where the mount check of a removable
+	// datastore looks ("" = /proc/self/mountinfo, /dev/disk/by-uuid).
+	MountInfo string
+	ByUUIDDir string
+}
+
+// tagged gives err a kind without changing its text.
+type tagged struct{ kind, err error }
+
+func (t *tagged) Error() string   { return t.err.Error() }
+func (t *tagged) Unwrap() []error { return []error{t.kind, t.err} }
+
+func tag(kind error, format string, args ...any) error {
+	return &tagged{kind: kind, err: fmt.Errorf(format, args...)}
+}
+
+// guard is the state described above.
+type guard struct {
+	o     *PBSOptions // nil: no PBS
+	path  string
+	log   *slog.Logger
+	ops   *activeops.Tracker
+	dev   uint64 // identity of the root opened at Open
+	ino   uint64
+	wake  func() // called when the store becomes active (SetOnActivate)
+	opsMu sync.Mutex
+
+	mu       sync.Mutex
+	fd       int // root O_PATH descriptor; -1 = closed
+	users    int // accesses in flight
+	lastUse  time.Time
+	timer    *time.Timer
+	readReg  bool           // a Read is registered (fd open, or closing)
+	blocked  error          // reads refused until Recheck finds otherwise
+	section  *pbsconfig.Datastore
+	stamp    pbsconfig.Stamp
+	stampSet bool
+}
+
+func newGuard(path string, fd int, st *unix.Stat_t, o *PBSOptions, log *slog.Logger) (*guard, error) {
+	g := &guard{o: o, path: path, log: log, fd: fd, dev: st.Dev, ino: st.Ino}
+	if o == nil {
+		return g, nil
+	}
+	if o.ConfigDir == "" {
+		o.ConfigDir = pbsconfig.DefaultDir
+	}
+	if o.Linger <= 0 {
+		o.Linger = DefaultLinger
+	}
+	ao := o.ActiveOps
+	ao.Store = o.Name
+	ops, err := activeops.New(ao)
+	if err != nil {
+		return nil, err
+	}
+	g.ops = ops
+	// The descriptor Open made is closed until the first access: opening
+	// it again goes through the checks and the registration.
+	unix.Close(fd)
+	g.fd = -1
+	if _, err := g.recheck(true); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Section returns the datastore's section as last read (nil without PBS).
+func (s *Store) Section() *pbsconfig.Datastore {
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	return s.g.section
+}
+
+// Blocked returns why reads are refused now, or nil.
+func (s *Store) Blocked() error {
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	return s.g.blocked
+}
+
+// Active reports whether the store holds its root descriptor (always true
+// without PBS).
+func (s *Store) Active() bool {
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	return s.g.fd >= 0
+}
+
+// SetOnActivate sets a function called (in its own goroutine) whenever the
+// store goes from idle to active; the revalidator uses it to look for what
+// changed while pbsfs held nothing.
+func (s *Store) SetOnActivate(fn func()) {
+	s.g.mu.Lock()
+	s.g.wake = fn
+	s.g.mu.Unlock()
+}
+
+// Recheck re-reads datastore.cfg if it changed (and, for a removable
+// datastore, the mount) and applies what it says. It reports whether the
+// state changed. Without PBS it does nothing.
+func (s *Store) Recheck() (bool, error) {
+	if s.g.o == nil {
+		return false, nil
+	}
+	return s.g.recheck(false)
+}
+
+// recheck is Recheck; force reads the file even if its stamp is unchanged.
+func (g *guard) recheck(force bool) (bool, error) {
+	st, err := pbsconfig.StatFile(g.o.ConfigDir)
+	if err != nil {
+		return false, err
+	}
+	g.mu.Lock()
+	sec, old := g.section, g.blocked
+	same := g.stampSet && st == g.stamp
+	g.mu.Unlock()
+	if same && !force && (sec == nil || !sec.Removable()) {
+		return false, nil
+	}
+	var blocked error
+	if !same || force {
+		sec, blocked = g.loadSection(pbsconfig.Read)
+	} else if sec != nil {
+		blocked = g.checkSection(sec, pbsconfig.Read)
+	}
+	g.mu.Lock()
+	g.section, g.stamp, g.stampSet = sec, st, true
+	g.blocked = blocked
+	closeNow := blocked != nil && g.fd >= 0 && g.users == 0
+	g.mu.Unlock()
+	changed := (old == nil) != (blocked == nil) || (old != nil && blocked != nil && old.Error() != blocked.Error())
+	if changed {
+		if blocked != nil {
+			g.log.Warn("datastore unavailable: refusing access and letting go of it", "datastore", g.path, "reason", blocked)
+		} else {
+			g.log.Info("datastore available again", "datastore", g.path)
+		}
+	}
+	if closeNow {
+		g.deactivate(true)
+	}
+	return changed, nil
+}
+
+// loadSection reads datastore.cfg and checks the section for op.
+func (g *guard) loadSection(op pbsconfig.Operation) (*pbsconfig.Datastore, error) {
+	c, _, exists, err := pbsconfig.Load(g.o.ConfigDir)
+	if err != nil {
+		return nil, tag(ErrUnavailable, "%w (PBS cannot serve any datastore with it either)", err)
+	}
+	sec := c.Lookup(g.o.Name)
+	if sec == nil {
+		where := filepath.Join(g.o.ConfigDir, pbsconfig.DatastoreFile)
+		if !exists {
+			return nil, tag(ErrUnavailable, "%s does not exist", where)
+		}
+		return nil, tag(ErrUnavailable, "datastore '%s' is not in %s (removed?)", g.o.Name, where)
+	}
+	return sec, g.checkSection(sec, op)
+}
+
+// checkSection is steps 3–5 of §10.8 for op: maintenance mode, mount of
+// a removable datastore, S3 backend (Write only).
+func (g *guard) checkSection(sec *pbsconfig.Datastore, op pbsconfig.Operation) error {
+	if err := sec.Maintenance.Check(op); err != nil {
+		kind := ErrUnavailable
+		if op == pbsconfig.Write && sec.Maintenance.AllowsReads() {
+			kind = ErrReadOnly
+		}
+		return tag(kind, "datastore '%s' is unavailable: %w", sec.Name, err)
+	}
+	if sec.Removable() {
+		if err := isMounted(sec.Dir(), sec.BackingDevice, g.o.MountInfo, g.o.ByUUIDDir); err != nil {
+			return tag(ErrUnavailable, "datastore '%s' is not mounted: %w", sec.Name, err)
+		}
+	}
+	if op == pbsconfig.Write && !sec.Backend.Local() {
+		why := "an S3-backed datastore: this directory is only PBS's local cache, and a change made here " +
+			"would be undone by the next s3-refresh (or break backups after GC); make changes through PBS"
+		if sec.Backend.Err != nil {
+			why = fmt.Sprintf("a datastore with a backend pbsfs does not know (%v); make changes through PBS", sec.Backend.Err)
+		}
+		return tag(ErrReadOnly, "datastore '%s' is %s", sec.Name, why)
+	}
+	return nil
+}
+
+// lockConfig takes PBS's config lock; a timeout means PBS is busy with the
+// datastore configuration (an s3-refresh holds it for the whole download).
+func (g *guard) lockConfig(ctx context.Context) (func(), error) {
+	lk, err := pbsconfig.LockConfig(ctx, g.o.ConfigDir, 0, g.o.UID, g.o.GID)
+	if err != nil {
+		return nil, err
+	}
+	return func() { lk.Unlock() }, nil
+}
+
+// beginWrite is §10.8 for a change; done deregisters it.
+func (s *Store) beginWrite(ctx context.Context, op, path string) (done func(), err error) {
+	g := s.g
+	if g.o == nil {
+		return func() {}, nil
+	}
+	unlock, err := g.lockConfig(ctx)
+	if err != nil {
+		return nil, wrap(op, path, nil, err)
+	}
+	defer unlock()
+	sec, err := g.loadSection(pbsconfig.Write)
+	if err != nil {
+		return nil, wrap(op, path, nil, err)
+	}
+	_ = sec
+	g.opsMu.Lock()
+	reg, err := g.ops.Add(ctx, activeops.Write, 1)
+	g.opsMu.Unlock()
+	if err != nil {
+		return nil, wrap(op, path, ErrIO, fmt.Errorf("cannot register the change with PBS: %w", err))
+	}
+	if !reg {
+		g.log.Info("not registered in PBS's active operations (PBS < 4.0.21 would then miss its own)", "op", op, "path", path)
+	}
+	return func() {
+		if !reg {
+			return
+		}
+		g.opsMu.Lock()
+		defer g.opsMu.Unlock()
+		if _, err := g.ops.Add(context.Background(), activeops.Write, -1); err != nil {
+			g.log.Error("cannot deregister a change from PBS's active operations", "op", op, "err", err)
+		}
+	}, nil
+}
+
+// acquire returns the root descriptor for one access; release must follow.
+func (g *guard) acquire() (int, error) {
+	g.mu.Lock()
+	if g.o == nil {
+		fd := g.fd
+		g.mu.Unlock()
+		return fd, nil
+	}
+	if g.blocked != nil {
+		err := g.blocked
+		g.mu.Unlock()
+		return -1, err
+	}
+	if g.fd >= 0 {
+		g.users++
+		fd := g.fd
+		g.mu.Unlock()
+		return fd, nil
+	}
+	g.mu.Unlock()
+	return g.activate()
+}
+
+// errIdle is what acquireIfActive gives for a store not in use.
+var errIdle = &tagged{kind: ErrUnavailable, err: errors.New("datastore idle")}
+
+// acquireIfActive is acquire for a store already in use; it fails with
+// errIdle rather than opening an idle one.
+func (g *guard) acquireIfActive() (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.o == nil:
+		return g.fd, nil
+	case g.blocked != nil:
+		return -1, g.blocked
+	case g.fd < 0:
+		return -1, errIdle
+	}
+	g.users++
+	return g.fd, nil
+}
+
+// releaseQuiet ends an access of acquireIfActive: it does not count as a
+// use for the linger.
+func (g *guard) releaseQuiet() { g.releaseAt(false) }
+
+// release ends an access started by acquire.
+func (g *guard) release() { g.releaseAt(true) }
+
+func (g *guard) releaseAt(use bool) {
+	if g.o == nil {
+		return
+	}
+	g.mu.Lock()
+	g.users--
+	if use {
+		g.lastUse = time.Now()
+	}
+	if g.users == 0 {
+		if g.blocked != nil {
+			g.mu.Unlock()
+			g.deactivate(true)
+			return
+		}
+		if g.timer == nil {
+			g.timer = time.AfterFunc(g.o.Linger, g.lingerDone)
+		}
+	}
+	g.mu.Unlock()
+}
+
+// lingerDone closes the descriptor once the store has been idle for Linger.
+func (g *guard) lingerDone() {
+	g.mu.Lock()
+	g.timer = nil
+	if g.users > 0 || g.fd < 0 {
+		g.mu.Unlock()
+		return
+	}
+	if idle := time.Since(g.lastUse); idle < g.o.Linger {
+		g.timer = time.AfterFunc(g.o.Linger-idle, g.lingerDone)
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	g.deactivate(false)
+}
+
+// activate opens the root under the config lock after the Read checks and
+// registers the Read (§10.3.5), then counts the caller as a user.
+func (g *guard) activate() (int, error) {
+	ctx := context.Background() // a read has no context here; the config lock waits at most its timeout
+	unlock, err := g.lockConfig(ctx)
+	if err != nil {
+		return -1, err
+	}
+	defer unlock()
+	g.mu.Lock()
+	if g.fd >= 0 { // another access activated meanwhile
+		g.users++
+		fd := g.fd
+		g.mu.Unlock()
+		return fd, nil
+	}
+	g.mu.Unlock()
+	sec, err := g.loadSection(pbsconfig.Read)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			g.mu.Lock()
+			g.blocked, g.section = err, sec
+			g.mu.Unlock()
+		}
+		return -1, err
+	}
+	fd, err := g.openRoot()
+	if err != nil {
+		return -1, err
+	}
+	g.opsMu.Lock()
+	reg, err := g.ops.Add(ctx, activeops.Read, 1)
+	g.opsMu.Unlock()
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("cannot register reading with PBS: %w", err)
+	}
+	g.mu.Lock()
+	g.fd, g.readReg, g.section = fd, reg, sec
+	g.users++
+	wake := g.wake
+	g.mu.Unlock()
+	if wake != nil {
+		go wake()
+	}
+	return fd, nil
+}
+
+// openRoot opens the datastore directory and checks it is the one opened
+// at mount (not the empty directory under an unmounted device).
+func (g *guard) openRoot() (int, error) {
+	fd, err := unix.Open(g.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, tag(ErrUnavailable, "%w", os.NewSyscallError("open "+g.path, err))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != g.dev || st.Ino != g.ino {
+		unix.Close(fd)
+		return -1, tag(ErrUnavailable, "%s is no longer the directory pbsfs was mounted on (device unmounted or directory replaced)", g.path)
+	}
+	return fd, nil
+}
+
+// deactivate closes the descriptor (if no access is in flight) and then
+// deregisters the Read.
+func (g *guard) deactivate(forced bool) {
+	g.mu.Lock()
+	if g.users > 0 || g.fd < 0 {
+		g.mu.Unlock()
+		return
+	}
+	unix.Close(g.fd)
+	g.fd = -1
+	reg := g.readReg
+	g.readReg = false
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+	g.opsMu.Lock() // before letting go of mu: a new Read registers after this one is gone
+	g.mu.Unlock()
+	defer g.opsMu.Unlock()
+	if reg {
+		if _, err := g.ops.Add(context.Background(), activeops.Read, -1); err != nil {
+			g.log.Error("cannot deregister from PBS's active operations", "err", err)
+		}
+	}
+	g.log.Debug("datastore idle: descriptor closed", "datastore", g.path, "forced", forced)
+}
+
+// close ends everything at unmount.
+func (g *guard) close() error {
+	if g.o == nil {
+		return unix.Close(g.fd)
+	}
+	g.mu.Lock()
+	g.blocked = errors.New("closed")
+	g.mu.Unlock()
+	g.deactivate(true)
+	return nil
+}
+
+// isMounted is PBS's is_datastore_mounted_at (§10.5): byUUID/<uuid> is a
+// block device, and mountinfo has an entry with mount point dir whose
+// source is that block device.
+func isMounted(dir, uuid, mountInfo, byUUID string) error {
+	if mountInfo == "" {
+		mountInfo = "/proc/self/mountinfo"
+	}
+	if byUUID == "" {
+		byUUID = "/dev/disk/by-uuid"
+	}
+	dev := filepath.Join(byUUID, uuid)
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		return fmt.Errorf("no device %s: %w", dev, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return fmt.Errorf("%s is not a block device", dev)
+	}
+	data, err := os.ReadFile(mountInfo)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || unescapeMount(f[4]) != dir {
+			continue
+		}
+		i := 6
+		for i < len(f) && f[i] != "-" {
+			i++
+		}
+		if i+2 >= len(f) || !strings.HasPrefix(f[i+2], "/") {
+			continue
+		}
+		var sst unix.Stat_t
+		if unix.Stat(unescapeMount(f[i+2]), &sst) == nil && sst.Mode&unix.S_IFMT == unix.S_IFBLK && sst.Rdev == st.Rdev {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not mounted from %s", dir, dev)
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a blank).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Statfs returns the numbers of the datastore's file system (fstatfs of
+// the root descriptor).
+func (s *Store) Statfs() (unix.Statfs_t, error) {
+	var st unix.Statfs_t
+	root, err := s.g.acquire()
+	if err != nil {
+		return st, wrap("statfs", s.path, nil, err)
+	}
+	defer s.g.release()
+	if err := unix.Fstatfs(root, &st); err != nil {
+		return st, wrap("statfs", s.path, nil, os.NewSyscallError("fstatfs", err))
+	}
+	return st, nil
+}
+
+// CheckWrite reports whether PBS's configuration refuses changes now
+// (ErrReadOnly, ErrUnavailable), read afresh without the config lock: a
+// preflight for a caller about to start a change. The change itself checks
+// again under the lock.
+func (s *Store) CheckWrite() error {
+	if s.readOnly {
+		return wrap("check", s.path, ErrReadOnly, nil)
+	}
+	if s.g.o == nil {
+		return nil
+	}
+	if _, err := s.g.loadSection(pbsconfig.Write); err != nil {
+		return wrap("check", s.path, nil, err)
+	}
+	return nil
+}
