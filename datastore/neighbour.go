@@ -90,8 +90,8 @@ type guard struct {
 	users    int // accesses in flight
 	lastUse  time.Time
 	timer    *time.Timer
-	readReg  bool           // a Read is registered (fd open, or closing)
-	blocked  error          // reads refused until Recheck finds otherwise
+	readReg  bool  // a Read is registered (fd open, or closing)
+	blocked  error // reads refused until Recheck finds otherwise
 	section  *pbsconfig.Datastore
 	stamp    pbsconfig.Stamp
 	stampSet bool
