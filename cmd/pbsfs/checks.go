@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -105,69 +103,4 @@ func checkOverlap(store, mnt string) error {
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
-}
-
-// DatastoreConfig is where PBS keeps its datastore definitions.
-const DatastoreConfig = "/etc/proxmox-backup/datastore.cfg"
-
-// parseDatastoreCfg reads PBS's datastore.cfg and returns datastore paths
-// (cleaned) mapped to their names. The format is section-config:
-//
-//	datastore: store1
-//		comment Offsite copies
-//		path /mnt/datastore/store1
-func parseDatastoreCfg(r io.Reader) (map[string]string, error) {
-	paths := map[string]string{}
-	var name string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
-			continue
-		}
-		if line[0] != ' ' && line[0] != '\t' {
-			// A section header: "<type>: <name>".
-			typ, id, ok := strings.Cut(trimmed, ":")
-			name = ""
-			if ok && strings.TrimSpace(typ) == "datastore" {
-				name = strings.TrimSpace(id)
-			}
-			continue
-		}
-		key, value, _ := strings.Cut(trimmed, " ")
-		if name != "" && key == "path" {
-			if p := strings.TrimSpace(value); p != "" {
-				paths[filepath.Clean(p)] = name
-			}
-		}
-	}
-	return paths, sc.Err()
-}
-
-// storeName finds the PBS name of the datastore at path (absolute and
-// symlink-resolved): its section in cfgPath, else the directory's base
-// name. source says which, for the log.
-func storeName(cfgPath, path string) (name, source string) {
-	f, err := os.Open(cfgPath)
-	if err == nil {
-		defer f.Close()
-		paths, perr := parseDatastoreCfg(f)
-		if perr == nil {
-			for p, n := range paths {
-				if p == path {
-					return n, "from " + cfgPath
-				}
-				if real, err := filepath.EvalSymlinks(p); err == nil && real == path {
-					return n, "from " + cfgPath
-				}
-			}
-			return filepath.Base(path), fmt.Sprintf("the directory name: %s lists no datastore with path %s", cfgPath, path)
-		}
-		err = perr
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return filepath.Base(path), fmt.Sprintf("the directory name: %s does not exist", cfgPath)
-	}
-	return filepath.Base(path), fmt.Sprintf("the directory name: cannot read %s: %v", cfgPath, err)
 }

@@ -157,9 +157,13 @@ func runDemo(o demoOptions, stdout, stderr io.Writer) (err error) {
 		storeName:  "demo",
 		scheme:     string(lock.Run),
 		lockDir:    filepath.Join(tmp, "locks"),
-		cacheSize:  4096,
-		recheck:    pbsfs.DefaultRecheck,
-		readAhead:  DefaultReadAheadKiB,
+		// The demo store is no PBS datastore: PBS's configuration and
+		// rules do not apply to it.
+		pbsConfigDir: filepath.Join(tmp, "no-pbs-config"),
+		pbsVersion:   func() (string, bool, error) { return "", false, nil },
+		cacheSize:    4096,
+		recheck:      pbsfs.DefaultRecheck,
+		readAhead:    DefaultReadAheadKiB,
 		// The generated store has manifests only: no archives to show.
 		archives:  archiveFlags{enabled: !o.large(), keyfile: keyPath, cacheMiB: datastore.DefaultChunkCache >> 20},
 		log:       o.log,

@@ -32,6 +32,12 @@ const (
 	// ExitKey: the --keyfile could not be read or opened (wrong password,
 	// not a PBS key file, no way to ask for the password).
 	ExitKey = 14
+	// ExitPBS: PBS's rules forbid the mount: a maintenance mode that
+	// forbids reads (or writes, for a read-write mount), a removable
+	// datastore whose device is not mounted, a datastore.cfg that does not
+	// parse, or (read-write, PBS installed) a datastore whose PBS name
+	// cannot be established.
+	ExitPBS = 15
 )
 
 // exitError is an error that ends pbsfs with a specific exit code.
@@ -83,4 +89,6 @@ const exitStatusHelp = `Exit status:
   12  the FUSE mount failed
   13  the PBS locking scheme could not be determined or is not supported
   14  the --keyfile could not be read or opened (wrong password?)
+  15  PBS does not let the datastore be used: maintenance mode, removable
+      device not mounted, datastore.cfg broken, or its PBS name unknown
 `

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -48,9 +49,12 @@ Options:
                            checks the modes shown (needs user_allow_other in
                            /etc/fuse.conf unless run as root)
       --store NAME         the datastore's PBS name, used in lock file paths
-                           (default: looked up by path in
-                           /etc/proxmox-backup/datastore.cfg, else the
-                           directory's name)
+                           (default: looked up by path in datastore.cfg;
+                           where PBS is not installed, the directory's name;
+                           with PBS installed a read-write mount needs it)
+      --pbs-config-dir DIR PBS's configuration directory, whose datastore.cfg
+                           names the datastore and sets its maintenance mode
+                           (default /etc/proxmox-backup, or $PBSFS_PBS_CONFIG_DIR)
       --lock-scheme SCHEME auto, run, dirs or legacy (default auto: follow the
                            installed PBS version, see below)
       --lock-dir DIR       root of PBS's lock files
@@ -106,12 +110,13 @@ type mountOptions struct {
 	log        logOptions
 	profiles   profileFlags // --cpuprofile, --memprofile (profile.go)
 
-	cfgPath    string                              // datastore.cfg; "" = DatastoreConfig
-	detect     func() (lock.Scheme, string, error) // nil = lock.Detect with defaults
-	lockOwner  func() (int, int)                   // nil = lock.BackupOwner
-	onReady    func(storePath, mountpoint string)  // after the mount is up (demo prints its tips)
-	cleanupAge time.Duration                       // group-directory temp files younger than this are left at start (see datastore.CleanupTemps)
-	stderr     io.Writer
+	pbsConfigDir string                                      // --pbs-config-dir
+	pbsVersion   func() (version string, ok bool, err error) // nil = lock.InstalledPBSVersion
+	detect       func() (lock.Scheme, string, error)         // nil = lock.Detect with defaults
+	lockOwner    func() (int, int)                           // nil = lock.BackupOwner
+	onReady      func(storePath, mountpoint string)          // after the mount is up (demo prints its tips)
+	cleanupAge   time.Duration                               // group-directory temp files younger than this are left at start (see datastore.CleanupTemps)
+	stderr       io.Writer
 }
 
 func mountCommand(args []string, stdout, stderr io.Writer) error {
@@ -121,6 +126,7 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.readOnly, "read-only", false, "")
 	fs.BoolVar(&o.allowOther, "allow-other", false, "")
 	fs.StringVar(&o.storeName, "store", "", "")
+	fs.StringVar(&o.pbsConfigDir, "pbs-config-dir", defaultPBSConfigDir(), "")
 	fs.StringVar(&o.scheme, "lock-scheme", "auto", "")
 	fs.StringVar(&o.lockDir, "lock-dir", lock.DefaultDir, "")
 	fs.IntVar(&o.cacheSize, "cache-size", datastore.DefaultCacheSize, "")
@@ -210,6 +216,23 @@ func (o *mountOptions) lockScheme(log *slog.Logger) (lock.Scheme, error) {
 
 // openStore runs the checks, chooses the lock scheme and opens the store.
 func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt string, err error) {
+	if o.pbsConfigDir == "" {
+		o.pbsConfigDir = defaultPBSConfigDir()
+	}
+	abs, err := filepath.Abs(o.store)
+	if err != nil {
+		return nil, "", exitf(ExitDatastore, "datastore %s: %w", o.store, err)
+	}
+	// PBS's view first: a removable datastore whose device is not mounted
+	// is an empty directory, which checkDatastore would call "not a PBS
+	// datastore".
+	side, err := o.establishPBS(abs, log)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := o.checkAvailable(side, log); err != nil {
+		return nil, "", err
+	}
 	storePath, err := checkDatastore(o.store)
 	if err != nil {
 		return nil, "", err
@@ -221,18 +244,10 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 	if err := checkOverlap(storePath, mnt); err != nil {
 		return nil, "", err
 	}
-	name := o.storeName
-	if name == "" {
-		cfg := o.cfgPath
-		if cfg == "" {
-			cfg = DatastoreConfig
-		}
-		var source string
-		name, source = storeName(cfg, storePath)
-		log.Info("datastore name", "name", name, "source", source)
-		if !datastore.ValidSafeID(name) {
-			return nil, "", exitf(ExitDatastore, "the datastore name %q (%s) is not a valid PBS datastore name; give it with --store", name, source)
-		}
+	name := side.name
+	log.Info("datastore name", "name", name, "source", side.source, "known to PBS", side.section != nil)
+	if !datastore.ValidSafeID(name) {
+		return nil, "", exitf(ExitDatastore, "the datastore name %q (%s) is not a valid PBS datastore name; give it with --store", name, side.source)
 	}
 	scheme, err := o.lockScheme(log)
 	if err != nil {
@@ -262,6 +277,7 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 		CacheSize: o.cacheSize,
 		Archives:  archives,
 		Logger:    log,
+		PBS:       o.pbsOptions(side, uid, gid),
 	})
 	if err != nil {
 		return nil, "", exitf(ExitDatastore, "%w", err)

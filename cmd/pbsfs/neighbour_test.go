@@ -1,0 +1,144 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pbsfs/datastore"
+	"pbsfs/pbsconfig"
+)
+
+// pbsHostFixture is a scratch PBS configuration directory and a datastore.
+type pbsHostFixture struct {
+	dir, cfgDir, store, mnt string
+}
+
+func newPBSHostFixture(t *testing.T) *pbsHostFixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &pbsHostFixture{dir: dir, cfgDir: filepath.Join(dir, "etc"), store: filepath.Join(dir, "disk", "pbs"), mnt: filepath.Join(dir, "mnt")}
+	mkdirs(t, f.cfgDir, f.mnt)
+	if err := datastore.Create(f.store, datastore.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *pbsHostFixture) config(t *testing.T, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(f.cfgDir, pbsconfig.DatastoreFile), []byte(content), 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// open runs openStore as `pbsfs mount` would with these flags, PBS
+// installed in version v ("" = not installed).
+func (f *pbsHostFixture) open(t *testing.T, v, store string, readOnly bool) (*datastore.Store, error) {
+	t.Helper()
+	o := mountOptions{
+		store: f.store, mountpoint: f.mnt, readOnly: readOnly, storeName: store,
+		scheme: "run", lockDir: filepath.Join(f.dir, "run", "locks"), cacheSize: 16,
+		pbsConfigDir: f.cfgDir,
+		pbsVersion:   func() (string, bool, error) { return v, v != "", nil },
+		lockOwner:    func() (int, int) { return -1, -1 },
+		stderr:       io.Discard,
+	}
+	st, _, err := o.openStore(slog.New(slog.DiscardHandler))
+	if st != nil {
+		t.Cleanup(func() { st.Close() })
+	}
+	return st, err
+}
+
+func TestPBSNameRule(t *testing.T) {
+	f := newPBSHostFixture(t)
+	alias := filepath.Join(f.dir, "alias")
+	os.Symlink(f.store, alias)
+	other := filepath.Join(f.dir, "other")
+	mkdirs(t, other)
+	const pbs = "4.1.2-1"
+
+	type tc struct {
+		name, cfg, version, store string
+		readOnly                  bool
+		wantErr                   string // "" = mounts
+		wantName                  string
+		wantPBS                   bool // the store follows PBS's rules
+	}
+	for _, c := range []tc{
+		{name: "found by device and inode through a symlink", cfg: "datastore: main\n\tpath " + alias + "\n", version: pbs, wantName: "main", wantPBS: true},
+		{name: "PBS installed, not listed, rw", cfg: "datastore: main\n\tpath " + other + "\n", version: pbs, wantErr: "lists no datastore at"},
+		{name: "PBS installed, no datastore.cfg, rw", version: pbs, wantErr: "does not exist"},
+		{name: "PBS installed, not listed, read-only", cfg: "datastore: main\n\tpath " + other + "\n", version: pbs, readOnly: true, wantName: "pbs"},
+		{name: "no PBS: directory name", cfg: "datastore: main\n\tpath " + other + "\n", wantName: "pbs"},
+		{name: "--store naming this directory", cfg: "datastore: main\n\tpath " + alias + "\n", version: pbs, store: "main", wantName: "main", wantPBS: true},
+		{name: "--store naming another directory", cfg: "datastore: main\n\tpath " + other + "\n", version: pbs, store: "main", wantErr: "which is not"},
+		{name: "--store unknown to PBS", cfg: "datastore: main\n\tpath " + other + "\n", version: pbs, store: "elsewhere", wantErr: "has no datastore"},
+		{name: "--store without PBS", store: "given", wantName: "given"},
+		{name: "two sections, rw", cfg: "datastore: one\n\tpath " + f.store + "\n\ndatastore: two\n\tpath " + alias + "\n", version: pbs, wantErr: "give the one to use with --store"},
+		{name: "unparsable datastore.cfg, rw", cfg: "# comment\ndatastore: main\n\tpath " + f.store + "\n", version: pbs, wantErr: "line 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			os.Remove(filepath.Join(f.cfgDir, pbsconfig.DatastoreFile))
+			if c.cfg != "" {
+				f.config(t, c.cfg)
+			}
+			st, err := f.open(t, c.version, c.store, c.readOnly)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) || exitCode(err) != ExitPBS {
+					t.Fatalf("got %v (exit %d), want %q and exit %d", err, exitCode(err), c.wantErr, ExitPBS)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.Locker().Config().Store; got != c.wantName {
+				t.Errorf("name %q, want %q", got, c.wantName)
+			}
+			if got := st.Section() != nil; got != c.wantPBS {
+				t.Errorf("follows PBS: %v, want %v", got, c.wantPBS)
+			}
+		})
+	}
+}
+
+func TestPBSRefuseMount(t *testing.T) {
+	f := newPBSHostFixture(t)
+	const pbs = "4.1.2-1"
+	for _, c := range []struct {
+		mode     string
+		readOnly bool
+		wantErr  string
+	}{
+		{"offline,message=disk swap", false, "offline maintenance mode: disk swap"},
+		{"offline", true, "offline maintenance mode"},
+		{"unmount", true, "being unmounted"},
+		{"s3-refresh", true, "S3 refresh"},
+		{"delete", true, "being deleted"},
+		{"holiday", true, "counts as offline"},
+		{"read-only", false, "mount it with --read-only"},
+		{"read-only", true, ""},
+		{"", false, ""},
+	} {
+		cfg := "datastore: main\n\tpath " + f.store + "\n"
+		if c.mode != "" {
+			cfg += "\tmaintenance-mode " + c.mode + "\n"
+		}
+		f.config(t, cfg)
+		_, err := f.open(t, pbs, "", c.readOnly)
+		if c.wantErr == "" {
+			if err != nil {
+				t.Errorf("%q (read-only %v): %v", c.mode, c.readOnly, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.wantErr) || exitCode(err) != ExitPBS {
+			t.Errorf("%q (read-only %v): got %v (exit %d), want %q and exit %d", c.mode, c.readOnly, err, exitCode(err), c.wantErr, ExitPBS)
+		}
+	}
+}
