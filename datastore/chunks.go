@@ -101,6 +101,12 @@ func (s *Store) loadChunk(digest [32]byte, cfg *manifest.CryptConfig) (*chunk, e
 	rel := index.ChunkPath(digest)
 	pool := s.arch.pool
 	raw, _, err := s.readRelInto(rel, maxChunkFile, pool)
+	if (err == nil && len(raw) == 0) || (err != nil && classify(err) == ErrNotFound && !errors.Is(err, errLoop)) {
+		if s.s3Backed(rel) { // PBS's local cache of an S3 datastore: an evicted chunk is empty or missing
+			pool.Put(raw)
+			return nil, wrap(op, s.abs(rel), ErrIO, errNotCached)
+		}
+	}
 	if err != nil {
 		switch kind := classify(err); {
 		case errors.Is(err, errLoop):

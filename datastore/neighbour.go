@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -260,6 +261,9 @@ func (g *guard) lockConfig(ctx context.Context) (func(), error) {
 func (s *Store) beginWrite(ctx context.Context, op, path string) (done func(), err error) {
 	g := s.g
 	if g.o == nil {
+		if s.s3Hint.Load() {
+			return nil, wrap(op, path, ErrReadOnly, errS3)
+		}
 		return func() {}, nil
 	}
 	unlock, err := g.lockConfig(ctx)
@@ -508,10 +512,59 @@ func (s *Store) CheckWrite() error {
 		return wrap("check", s.path, ErrReadOnly, nil)
 	}
 	if s.g.o == nil {
+		if s.s3Hint.Load() {
+			return wrap("check", s.path, ErrReadOnly, errS3)
+		}
 		return nil
 	}
 	if _, err := s.g.loadSection(pbsconfig.Write); err != nil {
 		return wrap("check", s.path, nil, err)
 	}
 	return nil
+}
+
+// errNotCached is the cause of a chunk an S3-backed datastore's local cache
+// does not hold (evicted: empty, or never fetched: missing).
+var errNotCached = errors.New("chunk not in the local cache of this S3-backed datastore: pbsfs reads only what PBS " +
+	"has cached locally (restore this archive through PBS, which fetches it from the bucket)")
+
+// errS3 refuses changes to an S3-backed datastore found without datastore.cfg.
+var errS3 = errors.New("the datastore looks like the local cache of an S3-backed PBS datastore (.using markers): " +
+	"a change made here would be undone by the next s3-refresh; make changes through PBS")
+
+// s3Backed reports whether the datastore is (or, without configuration,
+// looks like) an S3 datastore's local cache. chunkRel, if not "", is a
+// missing chunk whose .using marker also tells.
+func (s *Store) s3Backed(chunkRel string) bool {
+	if sec := s.Section(); sec != nil {
+		return !sec.Backend.Local()
+	}
+	if s.s3Hint.Load() {
+		return true
+	}
+	if chunkRel != "" {
+		if ok, _ := s.exists(chunkRel + ".using"); ok {
+			s.s3Hint.Store(true)
+			return true
+		}
+	}
+	return false
+}
+
+// usingMarkers looks for the .using markers of PBS's S3 GC in a sample of
+// 64 of the 65,536 chunk directories (evenly spread): a weak hint, for when
+// datastore.cfg does not describe the datastore (§10.4.4).
+func usingMarkers(base string) bool {
+	for i := 0; i < 1<<16; i += 1 << 10 {
+		ents, err := os.ReadDir(filepath.Join(base, ".chunks", fmt.Sprintf("%04x", i)))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".using") {
+				return true
+			}
+		}
+	}
+	return false
 }

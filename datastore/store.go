@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sys/unix"
@@ -45,6 +46,10 @@ type Store struct {
 	log      *slog.Logger
 	cache    *lru.Cache[fileID, *cachedManifest]
 	arch     *archiveState
+
+	// s3Hint: no datastore.cfg section, but .using markers (written by
+	// PBS's GC for S3 datastores only) were seen: treat as S3-backed.
+	s3Hint atomic.Bool
 
 	groupNotesMu sync.Mutex // serialises this process's group-notes writers (PBS 3.x takes no lock)
 }
@@ -107,7 +112,7 @@ func Open(path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, wrap("open datastore", abs, nil, err)
 	}
-	return &Store{
+	store := &Store{
 		path:     abs,
 		g:        g,
 		locker:   locker,
@@ -116,7 +121,13 @@ func Open(path string, o Options) (*Store, error) {
 		log:      logger,
 		cache:    cache,
 		arch:     newArchiveState(o.Archives),
-	}, nil
+	}
+	if pbs == nil && usingMarkers(abs) {
+		store.s3Hint.Store(true)
+		logger.Warn("datastore looks like the local cache of an S3-backed PBS datastore (.using markers found, "+
+			"no datastore.cfg section): changes are refused; make them through PBS", "datastore", abs)
+	}
+	return store, nil
 }
 
 // Close waits for background chunk read-ahead, then releases the store's

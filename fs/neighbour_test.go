@@ -35,6 +35,9 @@ type pbsEnv struct {
 	store   *datastore.Store
 	logs    *syncBuffer
 	recheck time.Duration
+	head    string // the section's first lines (header, path)
+	locks   string
+	name    string // the datastore's PBS name
 }
 
 const pbsRecheck = 100 * time.Millisecond
@@ -63,35 +66,68 @@ func (s *syncBuffer) String() string {
 // extra property lines given, and mounts it with the PBS rules on.
 func newPBSEnv(t *testing.T, extra ...string) *pbsEnv {
 	t.Helper()
-	dir := t.TempDir()
-	e := &pbsEnv{t: t, base: filepath.Join(dir, "store"), cfgDir: filepath.Join(dir, "etc"),
-		aoDir: filepath.Join(dir, "run", "active-operations"), recheck: pbsRecheck}
-	if err := os.MkdirAll(e.cfgDir, 0o755); err != nil {
+	base := filepath.Join(t.TempDir(), "store")
+	if err := datastore.Create(base, datastore.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := datastore.Create(e.base, datastore.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	lc := lock.Config{Scheme: lock.Run, Dir: filepath.Join(dir, "locks"), Store: "test", UID: -1, GID: -1}
-	w, err := datastore.Open(e.base, datastore.Options{Lock: lc})
+	fillPBSStore(t, base)
+	e := preparePBSEnv(t, base, "test", "datastore: test\n\tpath "+base+"\n")
+	e.setConfig(extra...)
+	e.mount(pbsMount{})
+	return e
+}
+
+// fillPBSStore writes vm/100 with snapshots tFirst (notes firstNotes) and
+// tSecond into the datastore at base.
+func fillPBSStore(t *testing.T, base string) {
+	t.Helper()
+	w, err := datastore.Open(base, datastore.Options{Lock: lock.Config{Scheme: lock.Run, Dir: t.TempDir(), Store: "test", UID: -1, GID: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer w.Close() // holds the datastore's root open: not while the tests look
 	g := datastore.Group{Type: "vm", ID: "100"}
 	if err := w.CreateGroup(g, "root@pam"); err != nil {
 		t.Fatal(err)
 	}
 	writeSnap(t, w, datastore.Snapshot{Group: g, Time: tFirst}, firstNotes)
 	writeSnap(t, w, datastore.Snapshot{Group: g, Time: tSecond}, "")
-	w.Close() // holds the datastore's root open: not in these tests
-	e.setConfig(extra...)
+}
 
+// preparePBSEnv sets up the scratch PBS directories for the datastore at
+// base, whose datastore.cfg section starts with head.
+func preparePBSEnv(t *testing.T, base, name, head string) *pbsEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &pbsEnv{t: t, base: base, cfgDir: filepath.Join(dir, "etc"), head: head, name: name,
+		aoDir: filepath.Join(dir, "run", "active-operations"), recheck: pbsRecheck, locks: filepath.Join(dir, "locks")}
+	if err := os.MkdirAll(e.cfgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	e.logs = &syncBuffer{t: t}
+	return e
+}
+
+// pbsMount are the options of a pbsEnv's store.
+type pbsMount struct {
+	archives datastore.ArchiveOptions
+	byUUID   string // the mount check's /dev/disk/by-uuid
+}
+
+// mount opens the store with PBS's rules on and mounts it.
+func (e *pbsEnv) mount(o pbsMount) {
+	t := e.t
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.store, err = datastore.Open(e.base, datastore.Options{Lock: lc, Logger: log, PBS: &datastore.PBSOptions{
-		ConfigDir: e.cfgDir, Name: "test", UID: -1, GID: -1, Linger: 200 * time.Millisecond,
-		ActiveOps: activeops.Options{Dir: e.aoDir, UID: -1, GID: -1},
-	}})
+	var err error
+	e.store, err = datastore.Open(e.base, datastore.Options{
+		Lock:     lock.Config{Scheme: lock.Run, Dir: e.locks, Store: e.name, UID: -1, GID: -1},
+		Logger:   log,
+		Archives: o.archives,
+		PBS: &datastore.PBSOptions{
+			ConfigDir: e.cfgDir, Name: e.name, UID: -1, GID: -1, Linger: 200 * time.Millisecond, ByUUIDDir: o.byUUID,
+			ActiveOps: activeops.Options{Dir: e.aoDir, UID: -1, GID: -1},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +138,11 @@ func newPBSEnv(t *testing.T, extra ...string) *pbsEnv {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.fs.Revalidate(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return e
 }
 
 // setConfig replaces datastore.cfg as PBS does (temp file, rename).
 func (e *pbsEnv) setConfig(extra ...string) {
-	e.writeConfig("datastore: test\n\tpath " + e.base + "\n" + strings.Join(extra, ""))
+	e.writeConfig(e.head + strings.Join(extra, ""))
 }
 
 func (e *pbsEnv) writeConfig(content string) {
@@ -156,7 +191,7 @@ func (e *pbsEnv) heldDescriptors() []string {
 
 // ownEntry returns this process's entry in the active-operations file.
 func (e *pbsEnv) ownEntry() (activeops.Counts, bool) {
-	data, err := os.ReadFile(filepath.Join(e.aoDir, "test"))
+	data, err := os.ReadFile(filepath.Join(e.aoDir, e.name))
 	if err != nil {
 		return activeops.Counts{}, false
 	}
@@ -252,18 +287,7 @@ func TestPBSMaintenanceModes(t *testing.T) {
 func TestPBSIdleLetsGo(t *testing.T) {
 	e := newPBSEnv(t)
 	mustSh(t, e.mnt, "ls -lR >/dev/null && cat vm/100/"+tFirst+"/notes >/dev/null")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, reg := e.ownEntry()
-		held := e.heldDescriptors()
-		if !reg && len(held) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still registered (%v) or holding %v", reg, held)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.waitIdle()
 	if data, err := os.ReadFile(filepath.Join(e.aoDir, "test")); err != nil || string(data) != "[]" {
 		t.Fatalf("active operations when idle: %q %v", data, err)
 	}

@@ -200,3 +200,44 @@ func TestLoadAndFindDir(t *testing.T) {
 		t.Fatalf("bad file: %v", err)
 	}
 }
+
+func TestMounted(t *testing.T) {
+	var blockDevs []string
+	for _, d := range []string{"/dev/loop0", "/dev/loop1", "/dev/sda", "/dev/vda", "/dev/nvme0n1"} {
+		if st, err := os.Stat(d); err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
+			blockDevs = append(blockDevs, d)
+		}
+	}
+	if len(blockDevs) < 2 {
+		t.Skip("needs two block device nodes to point at")
+	}
+	blockDev := blockDevs[0]
+	dir := t.TempDir()
+	byUUID := filepath.Join(dir, "by-uuid")
+	os.Mkdir(byUUID, 0o755)
+	os.Symlink(blockDev, filepath.Join(byUUID, "6f2b7c1e"))
+	os.Symlink("/dev/null", filepath.Join(byUUID, "charuuid"))
+	mi := filepath.Join(dir, "mountinfo")
+	d := &Datastore{Name: "usb-weekly", BackingDevice: "6f2b7c1e", Path: "pbs/usb"}
+	for _, c := range []struct {
+		name, mountinfo, uuid string
+		ok                    bool
+	}{
+		{"bind mount of the device", "45 27 7:0 /pbs/usb /mnt/datastore/usb-weekly rw,relatime - ext4 " + blockDev + " rw\n", "6f2b7c1e", true},
+		{"escaped blanks elsewhere", "1 0 0:1 / /mnt/a\\040b rw - tmpfs tmpfs rw\n45 27 7:0 / /mnt/datastore/usb-weekly rw shared:1 - ext4 " + blockDev + " rw\n", "6f2b7c1e", true},
+		{"not mounted (empty directory)", "1 0 0:1 / / rw - ext4 /dev/root rw\n", "6f2b7c1e", false},
+		{"something else mounted there", "45 27 0:50 / /mnt/datastore/usb-weekly rw - tmpfs tmpfs rw\n", "6f2b7c1e", false},
+		{"another device mounted there", "45 27 7:1 / /mnt/datastore/usb-weekly rw - ext4 " + blockDevs[1] + " rw\n", "6f2b7c1e", false},
+		{"device missing", "45 27 7:0 / /mnt/datastore/usb-weekly rw - ext4 " + blockDev + " rw\n", "other", false},
+		{"not a block device", "45 27 7:0 / /mnt/datastore/usb-weekly rw - ext4 /dev/null rw\n", "charuuid", false},
+	} {
+		os.WriteFile(mi, []byte(c.mountinfo), 0o644)
+		d.BackingDevice = c.uuid
+		if err := d.Mounted(mi, byUUID); (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	if err := (&Datastore{Name: "abc", Path: "/x"}).Mounted(mi, byUUID); err != nil {
+		t.Errorf("a datastore that is not removable: %v", err)
+	}
+}
