@@ -142,6 +142,9 @@ func (s *Store) Blocked() error {
 // Active reports whether the store holds its root descriptor (always true
 // without PBS).
 func (s *Store) Active() bool {
+	if s.g.o == nil {
+		return true
+	}
 	s.g.mu.Lock()
 	defer s.g.mu.Unlock()
 	return s.g.fd >= 0
@@ -299,12 +302,10 @@ func (s *Store) beginWrite(ctx context.Context, op, path string) (done func(), e
 
 // acquire returns the root descriptor for one access; release must follow.
 func (g *guard) acquire() (int, error) {
-	g.mu.Lock()
 	if g.o == nil {
-		fd := g.fd
-		g.mu.Unlock()
-		return fd, nil
+		return g.fd, nil // opened at Open, never changed: no lock needed
 	}
+	g.mu.Lock()
 	if g.blocked != nil {
 		err := g.blocked
 		g.mu.Unlock()
@@ -326,11 +327,12 @@ var errIdle = &tagged{kind: ErrUnavailable, err: errors.New("datastore idle")}
 // acquireIfActive is acquire for a store already in use; it fails with
 // errIdle rather than opening an idle one.
 func (g *guard) acquireIfActive() (int, error) {
+	if g.o == nil {
+		return g.fd, nil
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
-	case g.o == nil:
-		return g.fd, nil
 	case g.blocked != nil:
 		return -1, g.blocked
 	case g.fd < 0:

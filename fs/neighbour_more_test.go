@@ -2,6 +2,7 @@ package fs
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -226,4 +227,51 @@ func (e *pbsEnv) waitIdle() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestPBSConfigLock: a change is checked and registered under PBS's
+// config lock, /etc/proxmox-backup/.datastore.lck: while another process
+// (flock(1), as PBS holds it) has it, the save waits.
+func TestPBSConfigLock(t *testing.T) {
+	e := newPBSEnv(t)
+	lockPath := filepath.Join(e.cfgDir, ".datastore.lck")
+	holder := exec.Command("flock", lockPath, "sh", "-c", "echo locked; sleep 1")
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "locked\n" {
+		t.Fatalf("holder: %q %v", buf, err)
+	}
+	released := make(chan time.Time, 1)
+	go func() { holder.Wait(); released <- time.Now() }()
+	mustSh(t, e.mnt, "echo new > vm/100/"+tFirst+"/notes")
+	saved := time.Now()
+	if r := <-released; saved.Before(r) {
+		t.Fatalf("the save finished at %v, before the config lock was released at %v", saved, r)
+	}
+	if got := mustSh(t, e.mnt, "cat vm/100/"+tFirst+"/notes"); got != "new\n" {
+		t.Fatalf("notes: %q", got)
+	}
+}
+
+// TestPBSChangedWhileIdle: what PBS changes while pbsfs is idle (and so
+// not sweeping) shows once pbsfs is used again.
+func TestPBSChangedWhileIdle(t *testing.T) {
+	e := newPBSEnv(t)
+	if got := mustSh(t, e.mnt, "ls vm/100"); !strings.Contains(got, tSecond) {
+		t.Fatalf("ls: %q", got)
+	}
+	e.waitIdle()
+	if err := os.RemoveAll(filepath.Join(e.base, "vm/100", tSecond)); err != nil {
+		t.Fatal(err)
+	}
+	took := e.eventually("forgotten snapshot gone", "ls vm/100", func(out string, err error) bool {
+		return err == nil && !strings.Contains(out, tSecond)
+	})
+	t.Logf("a snapshot removed while idle disappeared %v after the first use", took)
 }

@@ -142,3 +142,18 @@ func TestPBSRefuseMount(t *testing.T) {
 		}
 	}
 }
+
+func TestPBSOptions(t *testing.T) {
+	o := mountOptions{lockDir: "/run/proxmox-backup/locks", pbsConfigDir: "/etc/proxmox-backup"}
+	sec := &pbsconfig.Datastore{Name: "store1", Path: "/srv/store1"}
+	if po := o.pbsOptions(pbsSide{name: "x"}, -1, -1); po != nil {
+		t.Errorf("a datastore PBS does not know follows PBS's rules: %+v", po)
+	}
+	for v, legacy := range map[string]bool{"4.0.20-1": true, "3.4.2-1": true, "4.0.21-1": false, "4.1.2-1": false} {
+		po := o.pbsOptions(pbsSide{name: "store1", section: sec, installed: true, version: v}, 34, 34)
+		if po.ActiveOps.LegacyTracking != legacy || po.ActiveOps.Dir != "/run/proxmox-backup/active-operations" ||
+			po.Name != "store1" || po.ConfigDir != "/etc/proxmox-backup" || po.ActiveOps.UID != 34 {
+			t.Errorf("PBS %s: %+v", v, po)
+		}
+	}
+}
