@@ -32,6 +32,12 @@
 // symlink planted inside the store is never followed and no name can resolve
 // outside it.
 //
+// Beside PBS (Options.PBS, neighbour.go): every change is gated and
+// registered as PBS's lookup_datastore does (config lock, datastore.cfg,
+// maintenance mode, removable mount, S3 backend, active operations), and
+// the root descriptor is held only while the store is in use, with a Read
+// registered for that time. See pbs-format.md §10.
+//
 // Errors carry one of the sentinel kinds (ErrNotFound, ErrInUse, ...) for
 // errors.Is, plus the operation, the file and the cause.
 package datastore

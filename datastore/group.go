@@ -61,8 +61,11 @@ func (s *Store) GroupOwner(g Group) (string, Stamp, error) {
 // SetGroupNotes replaces the group's notes file atomically, keeping its
 // owner and mode (a new file gets the group directory's owner and 0644). In
 // the run scheme it takes the group lock first, as PBS 4.0.19+ does (so it
-// fails with ErrInUse while a backup of the group runs); older PBS took no
-// lock for group notes.
+// fails with ErrInUse while a backup of the group runs). PBS 3.3.5–4.0.18
+// took no lock for group notes; pbsfs takes it there too, deliberately
+// stricter: those versions already remove an emptied group under the group
+// lock, and notes written into a group being removed would fail or leave a
+// group holding only notes.
 func (s *Store) SetGroupNotes(ctx context.Context, g Group, notes string) error {
 	return s.ReplaceGroupNotes(ctx, g, nil, notes)
 }
