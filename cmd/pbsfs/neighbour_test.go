@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"pbsfs/demo"
 	"strings"
+	"syscall"
 	"testing"
 
 	"pbsfs/datastore"
@@ -155,5 +157,52 @@ func TestPBSOptions(t *testing.T) {
 			po.Name != "store1" || po.ConfigDir != "/etc/proxmox-backup" || po.ActiveOps.UID != 34 {
 			t.Errorf("PBS %s: %+v", v, po)
 		}
+	}
+}
+
+// TestMountBesidePBS runs the real command against a scratch PBS
+// configuration: refused in offline mode (exit 15, PBS's text), then
+// served (directory given by $PBSFS_PBS_CONFIG_DIR), following a switch to
+// read-only while mounted and registering in the active-operations file
+// beside --lock-dir.
+func TestMountBesidePBS(t *testing.T) {
+	needFUSE(t)
+	store, mnt, locks := newStore(t)
+	cfgDir := filepath.Join(t.TempDir(), "etc")
+	mkdirs(t, cfgDir)
+	write := func(extra string) {
+		tmp := filepath.Join(cfgDir, ".tmp")
+		os.WriteFile(tmp, []byte("datastore: demo\n\tpath "+store+"\n"+extra), 0o640)
+		if err := os.Rename(tmp, filepath.Join(cfgDir, pbsconfig.DatastoreFile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("\tmaintenance-mode offline,message=disk swap\n")
+	code, _, errs := runCLI("mount", "--pbs-config-dir", cfgDir, "--lock-scheme", "run", "--lock-dir", locks, store, mnt)
+	if code != ExitPBS || !strings.Contains(errs, "offline maintenance mode: disk swap") {
+		t.Fatalf("offline: exit %d %q", code, errs)
+	}
+
+	write("")
+	t.Setenv(pbsConfigDirEnv, cfgDir)
+	p := startPBSFS(t, "mount", "-v", "--recheck", "100ms", "--lock-scheme", "run", "--lock-dir", locks, store, mnt)
+	p.waitServing()
+	notes := filepath.Join(mnt, demo.SampleVM, "notes")
+	if out, err := shell(t, "echo checked >> "+notes+" && cat "+notes); err != nil || !strings.Contains(out, "checked") {
+		t.Fatalf("notes: %v %q", err, out)
+	}
+	ao := filepath.Join(filepath.Dir(locks), "active-operations", "demo")
+	waitFor(t, "idle: no entry left", func() bool {
+		data, err := os.ReadFile(ao)
+		return err == nil && string(data) == "[]"
+	})
+	write("\tmaintenance-mode read-only,message=audit\n")
+	if out, err := shell(t, "echo more >> "+notes); err == nil || !strings.Contains(out, "Read-only file system") {
+		t.Errorf("save in read-only mode: %v %q", err, out)
+	}
+	waitFor(t, "the admin's message in the log", func() bool { return strings.Contains(p.stderr.String(), "read-only maintenance mode: audit") })
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(); code != ExitOK {
+		t.Errorf("exit %d\n%s", code, p.stderr.String())
 	}
 }
