@@ -274,11 +274,9 @@ func (s *Store) beginWrite(ctx context.Context, op, path string) (done func(), e
 		return nil, wrap(op, path, nil, err)
 	}
 	defer unlock()
-	sec, err := g.loadSection(pbsconfig.Write)
-	if err != nil {
+	if _, err := g.loadSection(pbsconfig.Write); err != nil {
 		return nil, wrap(op, path, nil, err)
 	}
-	_ = sec
 	g.opsMu.Lock()
 	reg, err := g.ops.Add(ctx, activeops.Write, 1)
 	g.opsMu.Unlock()
