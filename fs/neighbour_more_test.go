@@ -275,3 +275,28 @@ func TestPBSChangedWhileIdle(t *testing.T) {
 	})
 	t.Logf("a snapshot removed while idle disappeared %v after the first use", took)
 }
+
+// TestPBSModeWithoutRevalidator: with --recheck 0 (no sweeps) PBS's
+// datastore.cfg is still followed while pbsfs is busy (here: a linger of
+// an hour, so the store never goes idle and re-checks on its own), so an
+// offline mode stops readers and lets the datastore go.
+func TestPBSModeWithoutRevalidator(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "store")
+	if err := datastore.Create(base, datastore.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fillPBSStore(t, base)
+	e := preparePBSEnv(t, base, "test", "datastore: test\n\tpath "+base+"\n")
+	e.recheck = -1
+	e.setConfig()
+	e.mount(pbsMount{linger: time.Hour}) // never idle: only following datastore.cfg can stop it
+	mustSh(t, e.mnt, "cat vm/100/"+tFirst+"/notes >/dev/null")
+	e.setConfig("\tmaintenance-mode offline\n")
+	took := e.eventually("offline: reads refused", "cat vm/100/"+tFirst+"/notes", func(out string, err error) bool {
+		return hasErr(out, err, "Input/output error")
+	})
+	t.Logf("refused after %v (DefaultRecheck %v)", took, DefaultRecheck)
+	if held := e.heldDescriptors(); len(held) > 0 {
+		t.Errorf("descriptors held: %v", held)
+	}
+}

@@ -111,7 +111,8 @@ func preparePBSEnv(t *testing.T, base, name, head string) *pbsEnv {
 // pbsMount are the options of a pbsEnv's store.
 type pbsMount struct {
 	archives datastore.ArchiveOptions
-	byUUID   string // the mount check's /dev/disk/by-uuid
+	byUUID   string        // the mount check's /dev/disk/by-uuid
+	linger   time.Duration // 0: 200 ms
 }
 
 // mount opens the store with PBS's rules on and mounts it.
@@ -119,13 +120,16 @@ func (e *pbsEnv) mount(o pbsMount) {
 	t := e.t
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.linger == 0 {
+		o.linger = 200 * time.Millisecond
+	}
 	var err error
 	e.store, err = datastore.Open(e.base, datastore.Options{
 		Lock:     lock.Config{Scheme: lock.Run, Dir: e.locks, Store: e.name, UID: -1, GID: -1},
 		Logger:   log,
 		Archives: o.archives,
 		PBS: &datastore.PBSOptions{
-			ConfigDir: e.cfgDir, Name: e.name, UID: -1, GID: -1, Linger: 200 * time.Millisecond, ByUUIDDir: o.byUUID,
+			ConfigDir: e.cfgDir, Name: e.name, UID: -1, GID: -1, Linger: o.linger, ByUUIDDir: o.byUUID,
 			ActiveOps: activeops.Options{Dir: e.aoDir, UID: -1, GID: -1},
 		}})
 	if err != nil {

@@ -61,10 +61,11 @@ type sweep struct {
 }
 
 // Revalidate runs the revalidator until ctx is done. It needs the server
-// (SetServer) to invalidate anything and does nothing when Recheck is
-// negative.
+// (SetServer) to invalidate anything; when Recheck is negative it only
+// follows PBS's datastore.cfg (followPBS).
 func (f *FS) Revalidate(ctx context.Context) {
 	if f.recheck <= 0 {
+		f.followPBS(ctx)
 		return
 	}
 	sw := sweep{stride: 1}
@@ -123,6 +124,21 @@ func (f *FS) recheckPBS() bool {
 		f.invalidateAll(f.srv.Load(), f.root)
 	}
 	return f.store.Blocked() == nil && f.store.Active()
+}
+
+// followPBS is the revalidator without sweeps (Recheck < 0): PBS's
+// datastore.cfg is still followed, every DefaultRecheck, so that a
+// maintenance mode takes effect (and the datastore is let go) while pbsfs
+// is busy too, not only at its next change or after an idle second.
+func (f *FS) followPBS(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(DefaultRecheck):
+		}
+		f.recheckPBS()
+	}
 }
 
 // invalidateAll drops what the kernel caches of d and everything below it.
