@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"pbsfs/pxar"
 )
@@ -66,8 +64,10 @@ type catalogEntry struct {
 // catalogDir writes the blocks of n's subdirectories, then n's own block,
 // and returns the offset of n's block.
 func catalogDir(cw *countWriter, n *Node) (uint64, error) {
-	children := slices.Clone(n.Children)
-	slices.SortFunc(children, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	children, err := n.entries()
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w", n.Name, err)
+	}
 	entries := make([]catalogEntry, 0, len(children))
 	for _, c := range children {
 		if err := checkName(c.Name); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"pbsfs/pxar"
@@ -133,7 +132,7 @@ func (e *encoder) archive(root *Node) error {
 	}
 	e.targets = make(map[*Node]bool)
 	e.placed = make(map[*Node]linkTarget)
-	collectTargets(root, e.targets)
+	collectTargets(root.Children, e.targets)
 	// The root directory's goodbye tail points at offset 0 of the archive,
 	// also in v2 where FORMAT_VERSION is there (pxar-format.md §5.14).
 	if err := e.entry(root); err != nil {
@@ -142,20 +141,28 @@ func (e *encoder) archive(root *Node) error {
 	return e.dir(root, "", 0)
 }
 
-func collectTargets(n *Node, targets map[*Node]bool) {
-	for _, c := range n.Children {
+// collectTargets marks the hardlink targets below the entries cs; it does
+// not descend into listed directories (dir collects theirs when it lists
+// them).
+func collectTargets(cs []*Node, targets map[*Node]bool) {
+	for _, c := range cs {
 		if c.HardlinkTo != nil {
 			targets[c.HardlinkTo] = true
 		}
-		collectTargets(c, targets)
+		collectTargets(c.Children, targets)
 	}
 }
 
 // dir writes the children and the goodbye table of directory n, whose
 // ENTRY header is at entryStart (0 for the root).
 func (e *encoder) dir(n *Node, path string, entryStart uint64) error {
-	children := slices.Clone(n.Children)
-	slices.SortFunc(children, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	children, err := n.entries()
+	if err != nil {
+		return fmt.Errorf("pxar encoder: /%s: %w", path, err)
+	}
+	if n.List != nil {
+		collectTargets(children, e.targets)
+	}
 	items := make([]goodbyeItem, 0, len(children))
 	for i, c := range children {
 		if i > 0 && children[i-1].Name == c.Name {
@@ -257,7 +264,7 @@ func (e *encoder) child(c *Node, path string) (uint64, error) {
 	case pxar.ModeFIFO, pxar.ModeSocket:
 		// nothing follows the attributes
 	}
-	if c.kind() != pxar.ModeDir && len(c.Children) > 0 {
+	if c.kind() != pxar.ModeDir && (len(c.Children) > 0 || c.List != nil) {
 		return 0, fmt.Errorf("pxar encoder: /%s: children of a non-directory", path)
 	}
 	return e.meta.n - start + extra, nil

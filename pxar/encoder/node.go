@@ -1,7 +1,11 @@
 package encoder
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"pbsfs/pxar"
 )
@@ -30,6 +34,15 @@ type Node struct {
 	RdevMajor, RdevMinor uint64 // device numbers
 
 	Children []*Node // directory entries
+	// List gives a directory's entries instead of Children when the
+	// encoder reaches the directory, for generated trees too large to hold
+	// in memory: the entries are dropped once written, so an archive takes
+	// memory proportional to its largest directory. Every encoding
+	// (WriteV1, WriteSplit, WriteCatalog) calls it once per directory, and
+	// it must return the same entries each time. A hardlink below a listed
+	// directory may only point to a file listed by the same call (or below
+	// it): targets elsewhere are refused as not earlier.
+	List func() ([]*Node, error)
 
 	// Contents of a regular file: Data, or (for large files, which are
 	// then streamed and never held in memory) Open with the exact Size.
@@ -78,6 +91,23 @@ type ACL struct {
 }
 
 func (n *Node) kind() uint64 { return n.Mode & pxar.ModeTypeMask }
+
+// entries returns a directory's children sorted by name: Children, or what
+// List gives.
+func (n *Node) entries() ([]*Node, error) {
+	children := slices.Clone(n.Children)
+	if n.List != nil {
+		if len(n.Children) > 0 {
+			return nil, errors.New("both Children and List")
+		}
+		var err error
+		if children, err = n.List(); err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+	}
+	slices.SortFunc(children, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	return children, nil
+}
 
 // fileSize is the size of a regular file's contents.
 func (n *Node) fileSize() uint64 {
