@@ -57,7 +57,9 @@ func (a *archiveData) smallRel() string { return "vm/101/" + archiveSnap + "/dri
 
 // archiveStore reports whether store is the archive store (pbsfs shows
 // archives there; the manifest-only stores are mounted with --no-archives).
-func (b *bench) archiveStore(store string) bool { return b.arch != nil && b.arch.dir == store }
+func (b *bench) archiveStore(store string) bool {
+	return (b.arch != nil && b.arch.dir == store) || (b.px != nil && b.px.store == store)
+}
 
 // archiveImageChunks is the large image's size in chunks.
 func (b *bench) archiveImageChunks() int {

@@ -28,11 +28,15 @@ type bench struct {
 
 	stores   map[string]string // name -> path
 	arch     *archiveData      // the archive store (archives.go)
-	genTimes []genTime
-	results  []*result
-	rss      []rssFigure
-	facts    machineFacts
-	started  time.Time
+	px       *pxarData         // the pxar store and extracted tree (pxar.go)
+	pxarReqs [][]string        // requests per entry: workload, bindfs, pbsfs v1, pbsfs split
+
+	pbsfsDebug *opCounter // set while mounting a pbsfs whose requests are counted
+	genTimes   []genTime
+	results    []*result
+	rss        []rssFigure
+	facts      machineFacts
+	started    time.Time
 }
 
 type genTime struct {
@@ -208,6 +212,11 @@ func (b *bench) runAll(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.runs("pxar") {
+		if err := b.generatePxar(ctx); err != nil {
+			return err
+		}
+	}
 	var steps []func(context.Context) error
 	if b.runs("list") {
 		steps = append(steps, b.benchGroupListing)
@@ -225,6 +234,9 @@ func (b *bench) runAll(ctx context.Context) error {
 	}
 	if b.runs("archives") {
 		steps = append(steps, b.benchArchives)
+	}
+	if b.runs("pxar") {
+		steps = append(steps, b.benchPxar)
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

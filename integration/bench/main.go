@@ -48,10 +48,15 @@ type config struct {
 	profileDir  string          // pbsfs writes pprof profiles of each mount here
 	keepStores  string          // generate stores here and keep them (reused when present)
 	only        map[string]bool // workloads to run; nil = all
+
+	pxarFiles int   // regular files of the pxar tree
+	pxarBytes int64 // their total size; 0 = 1 GiB per 100,000 files
+	pxarBig   int64 // the one large file
+	pxarMany  int   // entries of the RSS walk's archive; 0 = none
 }
 
 // workloads are the names --only accepts.
-var workloads = []string{"list", "read", "write", "walk", "archives"}
+var workloads = []string{"list", "read", "write", "walk", "archives", "pxar"}
 
 // largeSize is where walks switch to cfg.largeRounds: one walk of 100,000
 // snapshots through a FUSE mount takes most of a minute on two cores.
@@ -87,6 +92,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fl.StringVar(&cfg.profileDir, "profile", "", "write CPU and heap profiles of each pbsfs mount to this directory (pbsfs --cpuprofile, --memprofile; profiling costs time, so the figures are then not the reference)")
 	fl.StringVar(&cfg.keepStores, "stores", "", "generate the stores in this directory and keep them; reused by later runs when present")
 	only := fl.String("only", "", "run only these workloads, comma-separated: "+strings.Join(workloads, ","))
+	fl.IntVar(&cfg.pxarFiles, "pxar-files", 0, "pxar: regular files of the generated tree, in directories of 1/20 as many (default 100000; --quick 2000)")
+	pxarBytes := fl.String("pxar-bytes", "", "pxar: total size of the tree's files, e.g. 1g or 100m (default 1 GiB per 100,000 files)")
+	pxarBig := fl.String("pxar-big", "", "pxar: size of the one large file (default 1g; --quick 64m)")
+	fl.IntVar(&cfg.pxarMany, "pxar-many", -1, "pxar: entries of the archive whose walk's peak RSS is taken; 0 = none (default 1000000; --quick 20000)")
 	if err := fl.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -112,6 +121,31 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	def(&cfg.rounds, 3, 1)
+	def(&cfg.pxarFiles, 100000, 2000)
+	if cfg.pxarMany < 0 {
+		cfg.pxarMany = 1000000
+		if cfg.quick {
+			cfg.pxarMany = 20000
+		}
+	}
+	if *pxarBig == "" {
+		*pxarBig = "1g"
+		if cfg.quick {
+			*pxarBig = "64m"
+		}
+	}
+	var perr error
+	if cfg.pxarBig, perr = parseBytes(*pxarBig); perr != nil || cfg.pxarBig < 1 {
+		return cfg, fmt.Errorf("--pxar-big %q: a positive size please", *pxarBig)
+	}
+	if *pxarBytes != "" {
+		if cfg.pxarBytes, perr = parseBytes(*pxarBytes); perr != nil || cfg.pxarBytes < 1 {
+			return cfg, fmt.Errorf("--pxar-bytes %q: a positive size please", *pxarBytes)
+		}
+	}
+	if cfg.pxarFiles < 20 {
+		return cfg, errors.New("--pxar-files must be at least 20")
+	}
 	def(&cfg.deep, 10000, 1000)
 	def(&cfg.workSize, 10000, 1000)
 	def(&cfg.writes, 1000, 100)
@@ -165,6 +199,22 @@ func parseSizes(s string) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// parseBytes parses "1g", "256m", "64k" or a number of bytes.
+func parseBytes(s string) (int64, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	mul := int64(1)
+	for suf, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} {
+		if strings.HasSuffix(s, suf) {
+			mul, s = m, strings.TrimSuffix(s, suf)
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return n * mul, nil
 }
 
 // moduleRoot finds the directory of go.mod from the working directory.

@@ -171,6 +171,9 @@ func (b *bench) mountSystem(ctx context.Context, sys system, store string) (*mou
 // waits for its "serving" line.
 func (b *bench) startPbsfs(ctx context.Context, m *mount) error {
 	args := []string{"mount", "--lock-scheme", "run", "--lock-dir", b.lockDir, "--store", "bench"}
+	if b.pbsfsDebug != nil {
+		args = append(args, "--debug")
+	}
 	if !b.archiveStore(m.store) {
 		// demo.Large writes manifests only: the archives they list do
 		// not exist, and would be shown (failing with EIO) by default.
@@ -189,6 +192,7 @@ func (b *bench) startPbsfs(ctx context.Context, m *mount) error {
 		return fmt.Errorf("pbsfs: %w", err)
 	}
 	m.stderr = newTailBuffer("pbsfs: serving ")
+	counter := b.pbsfsDebug
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start pbsfs: %w", err)
 	}
@@ -196,7 +200,11 @@ func (b *bench) startPbsfs(ctx context.Context, m *mount) error {
 	m.exited = make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
+			if counter != nil {
+				counter.add(sc.Text())
+			}
 			m.stderr.add(sc.Text())
 		}
 		m.waitErr = cmd.Wait()

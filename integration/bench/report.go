@@ -87,7 +87,9 @@ func (b *bench) markdown(tail string) string {
 			tdesc = t.desc
 		}
 		raw := secsRange(r.vals[sysRaw])
-		if r.baseName != "" && r.baseline == sysRaw {
+		if r.rawName != "" && len(r.vals[sysRaw]) > 0 {
+			raw = r.rawName + ": " + raw
+		} else if r.baseName != "" && r.baseline == sysRaw {
 			raw = r.baseName + ": " + raw
 		}
 		w("| %s | %s | %s | %s | %s | %s | %s |\n", r.label, raw, secsRange(r.vals[sysBindfs]), secsRange(r.vals[sysPbsfs]), q, tdesc, met)
@@ -101,6 +103,9 @@ func (b *bench) markdown(tail string) string {
 		if strings.Contains(r.label, "100,000 snapshots") && strings.HasPrefix(r.label, "walk") {
 			tgt, met = "≤200 MB", yesNo(r.bytes <= rssTarget)
 		}
+		if b.px != nil && r.label == b.pxarRSSLabel() && b.px.many >= 1000000 {
+			tgt, met = "≤200 MB", yesNo(r.bytes <= pxarRSSTarget)
+		}
 		w("| pbsfs peak RSS (VmHWM), %s | | | %s | | %s | %s |\n", r.label, mib(r.bytes), tgt, met)
 	}
 	w("\n")
@@ -110,6 +115,10 @@ func (b *bench) markdown(tail string) string {
 		}
 	}
 	w("\n")
+
+	if b.px != nil {
+		b.pxarReport(w)
+	}
 
 	w("## Walk time against store size\n\n")
 	w("![walk time against store size](%s)\n\n", svgPath)
@@ -191,6 +200,9 @@ func (b *bench) flagsUsed() []string {
 	out = append(out, "--sizes "+strings.Join(sz, ","), fmt.Sprintf("--rounds %d", b.cfg.rounds))
 	if b.cfg.largeRounds != 1 {
 		out = append(out, fmt.Sprintf("--large-rounds %d", b.cfg.largeRounds))
+	}
+	if b.px != nil {
+		out = append(out, fmt.Sprintf("--pxar-files %d --pxar-bytes %d --pxar-big %d --pxar-many %d", b.cfg.pxarFiles, b.px.tree.spec.bytes, b.cfg.pxarBig, b.cfg.pxarMany))
 	}
 	if b.cfg.only != nil {
 		var ws []string

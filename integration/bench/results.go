@@ -16,6 +16,8 @@ type result struct {
 	baseName string // how the baseline is called when not by its system name
 	vals     [numSystems][]float64
 	note     string
+	rawName  string  // what the raw-store column holds, when not the raw store
+	tgt      *target // the goal, when not looked up by key in targets
 }
 
 func (b *bench) newResult(key, label string, size int, baseline system) *result {
@@ -88,6 +90,9 @@ const rssTarget = 200 << 20
 // verdict is "yes", "no" or "" (no target).
 func (r *result) verdict() (t target, met string) {
 	t, ok := targets[r.key]
+	if r.tgt != nil {
+		t, ok = *r.tgt, true
+	}
 	if !ok {
 		return t, ""
 	}
@@ -108,6 +113,9 @@ func (b *bench) finish(r *result) {
 	for sys := system(0); sys < numSystems; sys++ {
 		if _, ok := r.med(sys); ok {
 			name := sys.String()
+			if sys == sysRaw && r.rawName != "" {
+				name = r.rawName
+			}
 			if sys == r.baseline && r.baseName != "" {
 				name = r.baseName
 			}
