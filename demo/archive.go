@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 
 	"pbsfs/datastore"
@@ -14,16 +15,30 @@ import (
 )
 
 // Content-defined chunking of archive streams: a boundary where a gear
-// rolling hash (as in FastCDC) has its top 16 bits zero (they depend on the
-// last 64 bytes), at least minChunk and at most maxChunk bytes apart
-// (64 KiB on average past the minimum). Unchanged stretches of two similar
-// streams therefore give the same chunks, which consecutive snapshots share
-// as with PBS's client (whose chunks are larger: 4 MiB on average).
-const (
-	minChunk = 16 << 10
-	maxChunk = 256 << 10
-	cdcMask  = (1<<16 - 1) << 48
-)
+// rolling hash (as in FastCDC) has its top bits zero (they depend on the
+// last 64 bytes), at least min and at most max bytes apart. Unchanged
+// stretches of two similar streams therefore give the same chunks, which
+// consecutive snapshots share as with PBS's client.
+type chunking struct {
+	min, max int
+	mask     uint64
+}
+
+// demoChunking: small chunks (top 16 bits: 64 KiB on average past the
+// minimum of 16 KiB), so that the demo's small archives have several.
+var demoChunking = chunking{min: 16 << 10, max: 256 << 10, mask: (1<<16 - 1) << 48}
+
+// chunkingFor has the proportions of PBS's dynamic chunker for an average
+// of avg bytes (a power of two): at least avg/4, at most avg*4, and about
+// avg on average (the boundary test adds 2^⌊log2(3avg/4)⌋ past the
+// minimum).
+func chunkingFor(avg int) (chunking, error) {
+	if avg < 64<<10 || avg > 4<<20 || avg&(avg-1) != 0 {
+		return chunking{}, fmt.Errorf("chunk size %d: a power of two from 64 KiB to 4 MiB please (as the client's --chunk-size)", avg)
+	}
+	b := bits.Len(uint(avg*3/4)) - 1
+	return chunking{min: avg / 4, max: avg * 4, mask: (1<<b - 1) << (64 - b)}, nil
+}
 
 type gearTable [256]uint64
 
@@ -38,15 +53,15 @@ func newGearTable() *gearTable {
 
 // cut returns the length of the chunk at the start of data; with final
 // false it returns 0 when data is too short to decide.
-func (g *gearTable) cut(data []byte, final bool) int {
-	if len(data) < maxChunk && !final {
+func (g *gearTable) cut(c chunking, data []byte, final bool) int {
+	if len(data) < c.max && !final {
 		return 0
 	}
-	n := min(len(data), maxChunk)
+	n := min(len(data), c.max)
 	var h uint64
-	for i := minChunk; i < n; i++ {
+	for i := c.min; i < n; i++ {
 		h = h<<1 + g[data[i]]
-		if h&cdcMask == 0 {
+		if h&c.mask == 0 {
 			return i + 1
 		}
 	}
@@ -58,7 +73,7 @@ func cutChunks(data []byte) [][]byte {
 	g := newGearTable()
 	var chunks [][]byte
 	for len(data) > 0 {
-		n := g.cut(data, true)
+		n := g.cut(demoChunking, data, true)
 		chunks = append(chunks, data[:n])
 		data = data[n:]
 	}
@@ -71,6 +86,7 @@ func cutChunks(data []byte) [][]byte {
 type chunkWriter struct {
 	name  string
 	gear  *gearTable
+	c     chunking
 	store func([]byte) ([32]byte, error)
 	buf   []byte
 	dx    index.Dynamic
@@ -79,7 +95,7 @@ type chunkWriter struct {
 }
 
 func newChunkWriter(name string, uuid [16]byte, ctime int64, store func([]byte) ([32]byte, error)) *chunkWriter {
-	return &chunkWriter{name: name, gear: newGearTable(), store: store, dx: index.Dynamic{UUID: uuid, Ctime: ctime}}
+	return &chunkWriter{name: name, gear: newGearTable(), c: demoChunking, store: store, dx: index.Dynamic{UUID: uuid, Ctime: ctime}}
 }
 
 func (w *chunkWriter) Write(p []byte) (int, error) {
@@ -94,7 +110,7 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 func (w *chunkWriter) flush(final bool) {
 	off := 0
 	for w.err == nil && off < len(w.buf) {
-		n := w.gear.cut(w.buf[off:], final)
+		n := w.gear.cut(w.c, w.buf[off:], final)
 		if n == 0 {
 			break
 		}
@@ -134,6 +150,10 @@ type FileArchive struct {
 	Ctime int64         // index creation time (the backup time)
 	// Crypt encrypts the chunks when not nil (manifest.NewCryptConfig).
 	Crypt *manifest.CryptConfig
+	// ChunkSize is the average chunk size as PBS's client's --chunk-size
+	// (a power of two from 64 KiB to 4 MiB; the client's default is
+	// 4 MiB); 0 = the demo's small chunks (about 80 KiB).
+	ChunkSize int
 }
 
 // WriteFileArchive encodes a file archive into st's chunk store and returns
@@ -153,9 +173,17 @@ func WriteFileArchive(st *datastore.Store, a FileArchive) ([]manifest.FileInfo, 
 }
 
 func writeFileArchive(a FileArchive, store func([]byte) ([32]byte, error), uuid func(file string) [16]byte) ([]manifest.FileInfo, map[string][]byte, error) {
+	c := demoChunking
+	if a.ChunkSize != 0 {
+		var err error
+		if c, err = chunkingFor(a.ChunkSize); err != nil {
+			return nil, nil, fmt.Errorf("demo: archive %s: %w", a.Name, err)
+		}
+	}
 	var writers []*chunkWriter
 	stream := func(file string) *chunkWriter {
 		w := newChunkWriter(file, uuid(file), a.Ctime, store)
+		w.c = c
 		writers = append(writers, w)
 		return w
 	}

@@ -3,7 +3,9 @@ package demo
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -324,4 +326,48 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	}
 	c.off += len(b)
 	return len(b), nil
+}
+
+// ChunkSize gives chunks of PBS's proportions: min avg/4, max avg*4, about
+// avg on average; other sizes are refused.
+func TestChunkSizeProportions(t *testing.T) {
+	const avg = 1 << 20
+	c, err := chunkingFor(avg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 48<<20)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i+8 <= len(data); i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], rng.Uint64())
+	}
+	var sizes []int
+	w := newChunkWriter("x.didx", [16]byte{}, 0, func(b []byte) ([32]byte, error) {
+		sizes = append(sizes, len(b))
+		return sha256.Sum256(b), nil
+	})
+	w.c = c
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.finish(false); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range sizes {
+		if s > 4*avg || (s < avg/4 && i != len(sizes)-1) {
+			t.Errorf("chunk %d: %d bytes", i, s)
+		}
+	}
+	if mean := len(data) / len(sizes); mean < avg/2 || mean > 2*avg {
+		t.Errorf("%d chunks of %d bytes on average, want about %d", len(sizes), mean, avg)
+	}
+	for _, bad := range []int{1000, 32 << 10, 3 << 20, 8 << 20} {
+		if _, err := chunkingFor(bad); err == nil {
+			t.Errorf("chunk size %d accepted", bad)
+		}
+		if _, _, err := writeFileArchive(FileArchive{Name: "x", Root: &encoder.Node{Mode: pxar.ModeDir | 0o755}, ChunkSize: bad},
+			func([]byte) ([32]byte, error) { return [32]byte{}, nil }, func(string) [16]byte { return [16]byte{} }); err == nil {
+			t.Errorf("FileArchive with ChunkSize %d accepted", bad)
+		}
+	}
 }
