@@ -53,6 +53,7 @@ type config struct {
 	pxarBytes int64 // their total size; 0 = 1 GiB per 100,000 files
 	pxarBig   int64 // the one large file
 	pxarMany  int   // entries of the RSS walk's archive; 0 = none
+	pxarChunk int   // average chunk size of the archives; 0 = the demo's ~80 KiB
 }
 
 // workloads are the names --only accepts.
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	pxarBytes := fl.String("pxar-bytes", "", "pxar: total size of the tree's files, e.g. 1g or 100m (default 1 GiB per 100,000 files)")
 	pxarBig := fl.String("pxar-big", "", "pxar: size of the one large file (default 1g; --quick 64m)")
 	fl.IntVar(&cfg.pxarMany, "pxar-many", -1, "pxar: entries of the archive whose walk's peak RSS is taken; 0 = none (default 1000000; --quick 20000)")
+	pxarChunk := fl.String("pxar-chunk", "4m", "pxar: average chunk size of the archives, a power of two from 64k to 4m as the client's --chunk-size (default 4m, the client's); 0 = the demo's ~80 KiB chunks")
 	if err := fl.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -143,6 +145,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return cfg, fmt.Errorf("--pxar-bytes %q: a positive size please", *pxarBytes)
 		}
 	}
+	chunk, perr := parseBytes(*pxarChunk)
+	if perr != nil || (chunk != 0 && (chunk < 64<<10 || chunk > 4<<20 || chunk&(chunk-1) != 0)) {
+		return cfg, fmt.Errorf("--pxar-chunk %q: a power of two from 64k to 4m, or 0", *pxarChunk)
+	}
+	cfg.pxarChunk = int(chunk)
 	if cfg.pxarFiles < 20 {
 		return cfg, errors.New("--pxar-files must be at least 20")
 	}

@@ -112,7 +112,7 @@ func (b *bench) generatePxar(ctx context.Context) error {
 		return err
 	}
 	spec := b.pxarSpec()
-	name := fmt.Sprintf("pxar-%s-big%d-many%d", spec.key(), b.cfg.pxarBig, b.cfg.pxarMany)
+	name := fmt.Sprintf("pxar-%s-big%d-many%d-chunk%d", spec.key(), b.cfg.pxarBig, b.cfg.pxarMany, b.cfg.pxarChunk)
 	base := filepath.Join(b.tmp, "stores", name)
 	marker := ""
 	if b.cfg.keepStores != "" {
@@ -191,7 +191,7 @@ func (b *bench) generatePxar(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := writePxarSnapshot(st, j.a, root); err != nil {
+		if err := writePxarSnapshot(st, j.a, root, b.cfg.pxarChunk); err != nil {
 			return err
 		}
 	}
@@ -209,9 +209,9 @@ func (b *bench) generatePxar(ctx context.Context) error {
 	return nil
 }
 
-func writePxarSnapshot(st *datastore.Store, a pxarArchive, root *encoder.Node) error {
+func writePxarSnapshot(st *datastore.Store, a pxarArchive, root *encoder.Node, chunkSize int) error {
 	sn := a.snapshot()
-	infos, files, err := demo.WriteFileArchive(st, demo.FileArchive{Name: "root", Root: root, Split: a.split, Ctime: 1717205400})
+	infos, files, err := demo.WriteFileArchive(st, demo.FileArchive{Name: "root", Root: root, Split: a.split, Ctime: 1717205400, ChunkSize: chunkSize})
 	if err != nil {
 		return err
 	}
@@ -824,7 +824,11 @@ func (b *bench) pxarReport(w func(string, ...any)) {
 	w("Tree: %s files, %s directories and %s symlinks (%s entries, %s of file contents), generated deterministically (seed %d) and stored ",
 		thousands(d.files), thousands(d.tree.spec.dirs), thousands(d.entries-d.files-d.tree.spec.dirs), thousands(d.entries), humanBytes(d.bytes), d.tree.spec.seed)
 	w("as a v1 archive (`root.pxar.didx` + catalog) and as a split archive (`root.mpxar.didx` + `root.ppxar.didx`) by `demo.WriteFileArchive` ")
-	w("(content-defined chunks of ~80 KiB, zstd), and extracted on local disk for bindfs. ")
+	if b.cfg.pxarChunk > 0 {
+		w("(content-defined chunks with PBS's proportions, %s on average as the client's `--chunk-size`; zstd), and extracted on local disk for bindfs. ", humanBytes(int64(b.cfg.pxarChunk)))
+	} else {
+		w("(the demo's content-defined chunks of ~80 KiB; zstd), and extracted on local disk for bindfs. ")
+	}
 	w("File sizes are log-normal (σ %.1f: the median file is a fifth of the mean, the top 1 %% hold about half the bytes, capped at %s); ", sizeSigma, humanBytes(d.tree.maxSize))
 	w("a quarter of the files are random bytes, the rest text; files per directory are log-normal too, and directories hang below earlier ones, biased towards the first. ")
 	if d.reused {

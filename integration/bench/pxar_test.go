@@ -126,7 +126,7 @@ func TestPxarStoreInProcess(t *testing.T) {
 	}
 	g := smallTree(t)
 	for _, a := range []pxarArchive{pxarV1, pxarSplit} {
-		if err := writePxarSnapshot(st, a, g.root()); err != nil {
+		if err := writePxarSnapshot(st, a, g.root(), 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -202,7 +202,7 @@ func (b *bench) flagsUsed() []string {
 		out = append(out, fmt.Sprintf("--large-rounds %d", b.cfg.largeRounds))
 	}
 	if b.px != nil {
-		out = append(out, fmt.Sprintf("--pxar-files %d --pxar-bytes %d --pxar-big %d --pxar-many %d", b.cfg.pxarFiles, b.px.tree.spec.bytes, b.cfg.pxarBig, b.cfg.pxarMany))
+		out = append(out, fmt.Sprintf("--pxar-files %d --pxar-bytes %d --pxar-big %d --pxar-many %d --pxar-chunk %d", b.cfg.pxarFiles, b.px.tree.spec.bytes, b.cfg.pxarBig, b.cfg.pxarMany, b.cfg.pxarChunk))
 	}
 	if b.cfg.only != nil {
 		var ws []string
