@@ -12,6 +12,13 @@
 // machine's facts) and to DIR/docs/walk-scaling.svg (walk time against store
 // size); DIR defaults to the module root, or to nothing for --quick.
 //
+// --only pxar (pxar.go) runs issue #12's workloads instead: a generated
+// root-file-system-like tree (--pxar-files, --pxar-bytes; --pxar-big for the
+// one large file, --pxar-many for the RSS walk, --pxar-chunk for the chunk
+// size) stored as v1 and split archives, against bindfs over the tree
+// extracted on disk and against decoding it in-process with package pxar,
+// with the FUSE requests per entry of both servers (requests.go).
+//
 // Cold runs need root (they write /proc/sys/vm/drop_caches); without it they
 // are skipped. The tool unmounts what it mounted and removes its temporary
 // directory on return, on SIGINT/SIGTERM and when --timeout expires.
