@@ -178,6 +178,9 @@ func encodeDev(major, minor uint64) uint32 {
 	return uint32(minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12)
 }
 
+// attrIsCopy: lookups do not prime archived entries (node.go).
+func (n *pxarNode) attrIsCopy() {}
+
 func (n *pxarNode) Attr(ctx context.Context, a *fuse.Attr) error {
 	pxarAttr(a, n.ino, n.e)
 	return nil

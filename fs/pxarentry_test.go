@@ -1,12 +1,15 @@
 package fs
 
 import (
+	"bytes"
 	"os"
 	"testing"
 
+	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
 
 	"pbsfs/pxar"
+	"pbsfs/pxar/encoder"
 )
 
 // The kernel's 32-bit device encoding, against x/sys/unix's 64-bit one
@@ -66,5 +69,41 @@ func TestPxarInodes(t *testing.T) {
 	}
 	if a.inoOf(&pxar.Entry{ID: 1}, true) != 77 {
 		t.Error("the root does not keep its path's inode")
+	}
+}
+
+// A lookup of an archived file, symlink or device keeps no primed
+// attributes in its node (its Attr is a copy of the entry and would never
+// take them); the attributes the lookup answers are the entry's.
+func TestPxarLookupKeepsNoPrimedAttributes(t *testing.T) {
+	e := newEnv(t)
+	file := &encoder.Node{Name: "f", Mode: pxar.ModeRegular | 0o640, UID: 7, MtimeSec: 1700000000, Data: []byte("data")}
+	link := &encoder.Node{Name: "l", Mode: pxar.ModeSymlink | 0o777, Symlink: "f"}
+	fifo := &encoder.Node{Name: "p", Mode: pxar.ModeFIFO | 0o600}
+	sub := &encoder.Node{Name: "d", Mode: pxar.ModeDir | 0o755}
+	var buf bytes.Buffer
+	if err := encoder.WriteV1(&buf, &encoder.Node{Mode: pxar.ModeDir | 0o755, Children: []*encoder.Node{file, link, fifo, sub}}); err != nil {
+		t.Fatal(err)
+	}
+	arch, err := pxar.Open(bytes.NewReader(buf.Bytes()), int64(buf.Len()), nil, 0, pxar.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := arch.Root()
+	tree := newPxarTree(arch, "ct/1/2024-01-01T00:00:00Z/root.pxar", 99, "root.pxar.didx")
+	dir := newPxarDir(e.fs, "ct/1/2024-01-01T00:00:00Z/root.pxar", 98, tree, root, false)
+	for _, name := range []string{"f", "l", "p", "d"} {
+		var resp fuse.LookupResponse
+		n, err := dir.Lookup(e.ctx, &fuse.LookupRequest{Name: name}, &resp)
+		if err != nil {
+			t.Fatalf("lookup %s: %v", name, err)
+		}
+		var a fuse.Attr
+		if err := n.Attr(e.ctx, &a); err != nil || a != resp.Attr {
+			t.Errorf("%s: Attr %+v (%v), the lookup answered %+v", name, a, err, resp.Attr)
+		}
+		if name != "d" && n.(node).base().primed.Load() != nil {
+			t.Errorf("%s: the node keeps primed attributes after its lookup", name)
+		}
 	}
 }
