@@ -243,16 +243,13 @@ func (b *Bucket) check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()
 	res := b.client.ListObjects(ctx, b.loc.Bucket, minio.ListObjectsOptions{Prefix: b.loc.Store + "/", MaxKeys: 1})
-	found := false
-	for o := range res {
-		if o.Err != nil {
-			cancel()
-			for range res {
-			}
-			return wrapErr("open", b.loc.String(), o.Err)
-		}
-		found = true
-		cancel()
+	// The first answer decides; the rest of the listing is abandoned.
+	first, found := <-res
+	cancel()
+	for range res {
+	}
+	if found && first.Err != nil {
+		return wrapErr("open", b.loc.String(), first.Err)
 	}
 	if !found {
 		return kindErr("open", b.loc.String(), ErrNotFound, "no datastore %q in bucket %q (no key below %s/)", b.loc.Store, b.loc.Bucket, b.loc.Store)
@@ -378,6 +375,9 @@ func (b *Bucket) ReadFile(ctx context.Context, rel string, limit int64) ([]byte,
 	key := b.cntKey(rel)
 	now := b.now()
 	if e, ok := b.mem.get(key); ok {
+		if limit > 0 && int64(len(e.data)) > limit {
+			return nil, Info{}, kindErr("read", key, ErrTooLarge, "%d bytes, at most %d", len(e.data), limit)
+		}
 		if now.Sub(e.checked) < b.opts.Recheck {
 			return e.data, e.info, nil
 		}
@@ -405,7 +405,7 @@ func (b *Bucket) ReadFile(ctx context.Context, rel string, limit int64) ([]byte,
 // used without asking the bucket.
 func (b *Bucket) ReadChunk(ctx context.Context, digest [32]byte, limit int64) ([]byte, error) {
 	key := b.ChunkKey(digest)
-	if e, ok := b.mem.get(key); ok {
+	if e, ok := b.mem.get(key); ok && (limit <= 0 || int64(len(e.data)) <= limit) {
 		return e.data, nil
 	}
 	if b.disk != nil {
@@ -445,18 +445,16 @@ func (b *Bucket) get(ctx context.Context, op, key string, limit int64, ifNoneMat
 	if ifNoneMatch != "" {
 		_ = o.SetMatchETagExcept(ifNoneMatch)
 	}
-	obj, err := b.client.GetObject(ctx, b.loc.Bucket, key, o)
+	// Core's GetObject sends one GET and returns its headers; the Client's
+	// would send a HEAD first.
+	obj, st, _, err := minio.Core{Client: b.client}.GetObject(ctx, b.loc.Bucket, key, o)
 	if err != nil {
-		return nil, Info{}, wrapErr(op, key, err)
-	}
-	defer obj.Close()
-	st, err := obj.Stat()
-	if err != nil {
-		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusNotModified || r.Code == "NotModified" {
+		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusNotModified {
 			return nil, Info{}, errNotModified
 		}
 		return nil, Info{}, wrapErr(op, key, err)
 	}
+	defer obj.Close()
 	if limit > 0 && st.Size > limit {
 		return nil, Info{}, kindErr(op, key, ErrTooLarge, "%d bytes, at most %d", st.Size, limit)
 	}

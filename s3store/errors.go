@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -79,7 +80,7 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, errCertPin), errors.As(err, &uerr), errors.As(err, &herr), errors.As(err, &cerr), errors.As(err, &verr):
 		return ErrCertificate
-	case errors.As(err, &rerr):
+	case errors.As(err, &rerr), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return ErrCertificate // TLS spoken to a plain HTTP server, or the reverse
 	}
 	var nerr net.Error

@@ -2,8 +2,10 @@ package s3store
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
-	"fmt"
+	"io"
+	"log"
 	"io/fs"
 	"net"
 	"net/http/httptest"
@@ -26,6 +28,12 @@ var srv s3test.Server
 func TestMain(m *testing.M) {
 	code := m.Run()
 	srv.Close()
+	if sample.dir != "" {
+		_ = os.RemoveAll(filepath.Dir(sample.dir))
+	}
+	if benchStore.local != "" {
+		_ = os.RemoveAll(benchStore.local)
+	}
 	os.Exit(code)
 }
 
@@ -191,8 +199,8 @@ func TestBucketEqualsLocalStore(t *testing.T) {
 		if len(local) == 0 {
 			return nil
 		}
-		var dg [32]byte
-		if _, err := fmt.Sscanf(e.Name(), "%x", &dg); err != nil {
+		dg, ok := parseDigest(e.Name())
+		if !ok {
 			return nil
 		}
 		data, err := b.ReadChunk(context.Background(), dg, 32<<20)
@@ -397,8 +405,10 @@ func TestOpenErrors(t *testing.T) {
 
 	// TLS in front of the real server: a self-signed certificate.
 	target, _ := url.Parse(s.Endpoint())
-	proxy := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(target))
-	proxy.Config.ErrorLog = nil
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewUnstartedServer(rp)
+	proxy.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are the point
 	proxy.StartTLS()
 	defer proxy.Close()
 	tlsEnd := good
@@ -504,8 +514,8 @@ func TestChunkCacheDir(t *testing.T) {
 		if err != nil || e.IsDir() {
 			return nil
 		}
-		var dg [32]byte
-		if _, err := fmt.Sscanf(e.Name(), "%x", &dg); err != nil {
+		dg, ok := parseDigest(e.Name())
+		if !ok {
 			return nil
 		}
 		if fi, _ := e.Info(); fi == nil || fi.Size() == 0 || fi.Size() > limit/4 {
@@ -533,4 +543,14 @@ func TestChunkCacheDir(t *testing.T) {
 	if _, err := b2.ReadChunk(context.Background(), last, 32<<20); err != nil {
 		t.Errorf("cached chunk without a server: %v", err)
 	}
+}
+
+func parseDigest(name string) ([32]byte, bool) {
+	var dg [32]byte
+	h, err := hex.DecodeString(name)
+	if err != nil || len(h) != 32 {
+		return dg, false
+	}
+	copy(dg[:], h)
+	return dg, true
 }

@@ -129,7 +129,10 @@ func (s *Server) Start() error {
 		"-filer.port="+strconv.Itoa(p[5]), "-filer.port.grpc="+strconv.Itoa(p[6]),
 		"-s3", "-s3.port="+strconv.Itoa(p[0]), "-s3.port.grpc="+strconv.Itoa(p[7]),
 		"-s3.config="+filepath.Join(s.dir, "s3.json"),
-		"-master.volumeSizeLimitMB=64", "-volume.max=0",
+		// Small volumes, no grace period at stop, and none of the extra
+		// services (IAM, Iceberg, Lance) that would bind fixed ports.
+		"-master.volumeSizeLimitMB=64", "-volume.max=32", "-volume.preStopSeconds=0",
+		"-iam=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
