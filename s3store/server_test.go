@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -553,4 +554,77 @@ func parseDigest(name string) ([32]byte, bool) {
 	}
 	copy(dg[:], h)
 	return dg, true
+}
+
+// stallingBody gives the first bytes of a response, then nothing until the
+// request is given up: a server that stalls mid-answer.
+type stallingBody struct {
+	r    io.ReadCloser
+	left int
+	done <-chan struct{}
+}
+
+func (s *stallingBody) Read(p []byte) (int, error) {
+	if s.left <= 0 {
+		<-s.done
+		return 0, errors.New("stalled response abandoned")
+	}
+	if len(p) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.r.Read(p)
+	s.left -= n
+	return n, err
+}
+
+func (s *stallingBody) Close() error { return s.r.Close() }
+
+// TestStalledResponses: a server that sends the headers and part of the
+// body, then stalls, ends a listing page and a GET in ErrTimeout within the
+// timeout (the transport's header timeout does not cover a body).
+func TestStalledResponses(t *testing.T) {
+	s := srv.Need(t)
+	sampleBucket(t, Options{})
+	target, _ := url.Parse(s.Endpoint())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.FlushInterval = -1 // headers and the first bytes go out at once
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.StatusCode == http.StatusOK && r.Request.Method == http.MethodGet {
+			r.Body = &stallingBody{r: r.Body, left: 64, done: r.Request.Context().Done()}
+		}
+		return nil
+	}
+	proxy := httptest.NewServer(rp)
+	defer proxy.Close()
+	e := endpointOf(s)
+	e.URL = proxy.URL
+	b, err := New(e, Location{Bucket: "sample", Store: "store1"}, Options{Timeout: 2 * time.Second, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, tc := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"listing", func() error { _, err := b.ReadDir(context.Background(), "vm/100"); return err }},
+		{"metadata GET", func() error {
+			_, _, err := b.ReadFile(context.Background(), demo.SampleVM+"/index.json.blob", 1<<20)
+			return err
+		}},
+	} {
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- tc.fn() }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrTimeout) {
+				t.Errorf("%s: %v, want a timeout", tc.name, err)
+			}
+			t.Logf("%s: %v after %v", tc.name, err, time.Since(start).Round(time.Millisecond))
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s: still waiting after 60s with a 2s timeout", tc.name)
+		}
+	}
 }
