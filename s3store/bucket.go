@@ -261,7 +261,7 @@ func (b *Bucket) check(ctx context.Context) error {
 // "" for the root) one level deep: subdirectories (common prefixes) and
 // objects, sorted by name. A directory without any key below it is
 // ErrNotFound. Listings are cached for the recheck interval; concurrent
-// callers share one request.
+// callers share one request. The slice is shared: callers must not modify it.
 func (b *Bucket) ReadDir(ctx context.Context, rel string) ([]Entry, error) {
 	prefix := b.cntKey(rel) + "/"
 	now := b.now()
@@ -370,7 +370,8 @@ func (b *Bucket) Stat(ctx context.Context, rel string) (Entry, error) {
 
 // ReadFile returns the metadata object at rel and its identity, at most
 // limit bytes (a larger object is ErrTooLarge). The content is cached; after
-// the recheck interval it is revalidated with a conditional GET.
+// the recheck interval it is revalidated with a conditional GET. The bytes are
+// shared with the cache: callers must not modify them.
 func (b *Bucket) ReadFile(ctx context.Context, rel string, limit int64) ([]byte, Info, error) {
 	key := b.cntKey(rel)
 	now := b.now()
@@ -402,7 +403,8 @@ func (b *Bucket) ReadFile(ctx context.Context, rel string, limit int64) ([]byte,
 
 // ReadChunk returns the raw chunk file (a DataBlob) of digest, at most limit
 // bytes. The caller verifies it. Chunks are immutable, so a cached copy is
-// used without asking the bucket.
+// used without asking the bucket. The bytes are shared with the cache: callers
+// copy them (e.g. into a pooled buffer) and never modify or recycle them.
 func (b *Bucket) ReadChunk(ctx context.Context, digest [32]byte, limit int64) ([]byte, error) {
 	key := b.ChunkKey(digest)
 	if e, ok := b.mem.get(key); ok && (limit <= 0 || int64(len(e.data)) <= limit) {
