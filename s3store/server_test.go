@@ -171,6 +171,10 @@ func TestBucketEqualsLocalStore(t *testing.T) {
 			t.Errorf("%s in the bucket but not in the local store", k)
 		}
 	}
+	// The .in-use marker names the PBS host, as PBS 4 writes it.
+	if data, _, err := b.get(context.Background(), "read", "store1/.in-use", 1<<10, ""); err != nil || string(data) != `{"hostname":"pbs-test"}` {
+		t.Errorf(".in-use = %q, %v", data, err)
+	}
 	// Stat of a directory and a file, from the listing.
 	if e, err := b.Stat(context.Background(), "vm/100"); err != nil || !e.Dir {
 		t.Errorf("Stat vm/100 = %+v, %v", e, err)
