@@ -13,19 +13,24 @@ import (
 type logOptions struct {
 	verbose bool
 	debug   bool
+	file    string // --log-file; "" = stderr (syslog in the background, logdest.go)
 }
 
 // newLogger makes the slog text logger on w: warnings and errors by
 // default, info with -v, debug with --debug.
 func newLogger(w io.Writer, o logOptions) *slog.Logger {
-	level := slog.LevelWarn
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: o.level()}))
+}
+
+// level is the least level logged.
+func (o logOptions) level() slog.Level {
 	switch {
 	case o.debug:
-		level = slog.LevelDebug
+		return slog.LevelDebug
 	case o.verbose:
-		level = slog.LevelInfo
+		return slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.LevelWarn
 }
 
 // fuseConfig returns the bazil server config: with --debug every FUSE

@@ -59,6 +59,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil || errors.Is(err, errHelpShown) {
 		return ExitOK
 	}
+	var re *reportedError
+	if errors.As(err, &re) {
+		return re.code
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		if ue.msg == "" {
@@ -102,6 +106,9 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprint(stdout, mainHelp)
 		return nil
+	}
+	if isMountForm(args) {
+		return mountFormCommand(args, stderr)
 	}
 	return &usageError{cmd: "pbsfs", msg: fmt.Sprintf("unknown command %q", cmd)}
 }

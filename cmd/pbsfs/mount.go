@@ -109,6 +109,7 @@ type mountOptions struct {
 	archives   archiveFlags  // --archives, --keyfile, ... (archives.go)
 	log        logOptions
 	profiles   profileFlags // --cpuprofile, --memprofile (profile.go)
+	background *os.File     // the mount(8) form's background child: its readiness pipe (mountform.go)
 
 	pbsConfigDir string                                      // --pbs-config-dir
 	pbsVersion   func() (version string, ok bool, err error) // nil = lock.InstalledPBSVersion
@@ -122,23 +123,7 @@ type mountOptions struct {
 func mountCommand(args []string, stdout, stderr io.Writer) error {
 	const cmd = "pbsfs mount"
 	o := mountOptions{stderr: stderr}
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.BoolVar(&o.readOnly, "read-only", false, "")
-	fs.BoolVar(&o.allowOther, "allow-other", false, "")
-	fs.StringVar(&o.storeName, "store", "", "")
-	fs.StringVar(&o.pbsConfigDir, "pbs-config-dir", defaultPBSConfigDir(), "")
-	fs.StringVar(&o.scheme, "lock-scheme", "auto", "")
-	fs.StringVar(&o.lockDir, "lock-dir", lock.DefaultDir, "")
-	fs.IntVar(&o.cacheSize, "cache-size", datastore.DefaultCacheSize, "")
-	fs.DurationVar(&o.recheck, "recheck", pbsfs.DefaultRecheck, "")
-	fs.DurationVar(&o.ttl, "ttl", 0, "")
-	fs.IntVar(&o.readAhead, "read-ahead", DefaultReadAheadKiB, "")
-	o.archives.register(fs)
-	fs.BoolVar(&o.log.verbose, "v", false, "")
-	fs.BoolVar(&o.log.verbose, "verbose", false, "")
-	fs.BoolVar(&o.log.debug, "debug", false, "")
-	fs.StringVar(&o.profiles.cpu, "cpuprofile", "", "")
-	fs.StringVar(&o.profiles.mem, "memprofile", "", "")
+	fs := mountFlags(cmd, &o)
 	pos, err := parseArgs(fs, cmd, mountHelp, args, stdout)
 	if err != nil {
 		return err
@@ -157,6 +142,32 @@ func mountCommand(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return serve(o)
+}
+
+// mountFlags is the flag set of pbsfs mount, filling o. It is the one list
+// of mount options: the mount(8) form takes each of them as -o NAME[=VALUE]
+// (mountform.go), and a test checks that --help, the man page and the
+// README list exactly these.
+func mountFlags(cmd string, o *mountOptions) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.BoolVar(&o.readOnly, "read-only", false, "")
+	fs.BoolVar(&o.allowOther, "allow-other", false, "")
+	fs.StringVar(&o.storeName, "store", "", "")
+	fs.StringVar(&o.pbsConfigDir, "pbs-config-dir", defaultPBSConfigDir(), "")
+	fs.StringVar(&o.scheme, "lock-scheme", "auto", "")
+	fs.StringVar(&o.lockDir, "lock-dir", lock.DefaultDir, "")
+	fs.IntVar(&o.cacheSize, "cache-size", datastore.DefaultCacheSize, "")
+	fs.DurationVar(&o.recheck, "recheck", pbsfs.DefaultRecheck, "")
+	fs.DurationVar(&o.ttl, "ttl", 0, "")
+	fs.IntVar(&o.readAhead, "read-ahead", DefaultReadAheadKiB, "")
+	o.archives.register(fs)
+	fs.BoolVar(&o.log.verbose, "v", false, "")
+	fs.BoolVar(&o.log.verbose, "verbose", false, "")
+	fs.BoolVar(&o.log.debug, "debug", false, "")
+	fs.StringVar(&o.log.file, "log-file", "", "")
+	fs.StringVar(&o.profiles.cpu, "cpuprofile", "", "")
+	fs.StringVar(&o.profiles.mem, "memprofile", "", "")
+	return fs
 }
 
 // validate checks flag values that need no file system access.
@@ -287,13 +298,19 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 
 // serve mounts and serves until unmounted.
 func serve(o mountOptions) error {
-	log := newLogger(o.stderr, o.log)
+	log, closeLog, err := openLogger(o.log, o.stderr, o.background != nil)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	// Catch SIGINT and SIGTERM from the start: one that arrives while the
 	// store is opened or the mount set up is acted on as soon as serving
 	// begins (it unmounts at once), instead of killing the process and
 	// leaving a dead mount behind.
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
+	sd := &systemdNotifier{log: log}
+	defer sd.stopping()
 	store, mnt, err := o.openStore(log)
 	if err != nil {
 		return err
@@ -310,7 +327,7 @@ func serve(o mountOptions) error {
 		recheck = -1 // off
 	}
 	filesys := pbsfs.New(store, pbsfs.Options{ReadOnly: o.readOnly, TTL: o.ttl, Recheck: recheck, Logger: log})
-	conn, err := fuse.Mount(mnt, pbsfs.MountOptions(o.readOnly, o.allowOther)...)
+	conn, err := fuse.Mount(mnt, mountOptionsFor(store.Path(), o)...)
 	if err != nil {
 		msg := err.Error()
 		hint := ""
@@ -341,8 +358,13 @@ func serve(o mountOptions) error {
 		setReadAhead(mnt, o.readAhead, "/sys", log) // stats mnt: only once served
 	}
 
-	fmt.Fprintf(o.stderr, "pbsfs: serving %s at %s\n", store.Path(), mnt)
-	fmt.Fprintf(o.stderr, "pbsfs: unmount with: fusermount3 -u %s (or press Ctrl-C here)\n", mnt)
+	if o.background == nil {
+		fmt.Fprintf(o.stderr, "pbsfs: serving %s at %s\n", store.Path(), mnt)
+		fmt.Fprintf(o.stderr, "pbsfs: unmount with: fusermount3 -u %s (or press Ctrl-C here)\n", mnt)
+	} else if err := detach(o.background); err != nil {
+		log.Warn("going to the background", "err", err)
+	}
+	sd.ready(store.Path(), mnt)
 	log.Info("mounted", "datastore", store.Path(), "mountpoint", mnt, "read-only", o.readOnly,
 		"allow-other", o.allowOther, "lock-scheme", store.Locker().Scheme())
 
@@ -358,13 +380,16 @@ func serve(o mountOptions) error {
 		o.onReady(store.Path(), mnt)
 	}
 
-	force, stop := handleSignals(sigs, mnt, log, o.stderr)
+	force, stop := handleSignals(sd.relayStopping(ctx, sigs), mnt, log, o.stderr)
 	defer stop()
 	select {
 	case err := <-done:
 		if err != nil {
 			// The connection failed: do not unmount from here (a vanished
 			// mount can make a mirroring job delete its copy), say how to.
+			if o.background != nil {
+				log.Error("serving failed; the mount may be dead, unmount it with fusermount3 -u", "mountpoint", mnt, "err", err)
+			}
 			return exitf(ExitOther, "serving %s failed: %w; the mount may be dead, unmount it with: fusermount3 -u %s", mnt, err, mnt)
 		}
 		log.Info("unmounted", "mountpoint", mnt)
@@ -375,6 +400,18 @@ func serve(o mountOptions) error {
 		forced = true
 	}
 	return nil
+}
+
+// mountOptionsFor are the FUSE mount options: pbsfs's, and the datastore
+// path as the mount's source (what mount(8), findmnt, df and systemd show
+// and compare with fstab: "mount -a" then knows the line is mounted),
+// unless the path has a character fusermount3's option list cannot carry.
+func mountOptionsFor(storePath string, o mountOptions) []fuse.MountOption {
+	opts := pbsfs.MountOptions(o.readOnly, o.allowOther)
+	if !strings.ContainsAny(storePath, ",\\") {
+		opts = append(opts, fuse.FSName(storePath))
+	}
+	return opts
 }
 
 // cleanupTemps removes temp files a killed pbsfs left in the store, in the
