@@ -31,9 +31,9 @@ func TestIsMountForm(t *testing.T) {
 func TestParseMountForm(t *testing.T) {
 	type res struct {
 		ro, allowOther, archives, verbose, fg bool
-		key, scheme, store, logFile          string
-		recheck                              time.Duration
-		cacheSize                            int
+		key, scheme, store, logFile           string
+		recheck                               time.Duration
+		cacheSize                             int
 	}
 	cases := []struct {
 		args string
