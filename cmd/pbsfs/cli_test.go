@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -84,5 +85,21 @@ func TestParseArgsInterspersed(t *testing.T) {
 		if err != nil || !slices.Equal(pos, c.pos) || *ro != c.ro || *name != c.name {
 			t.Errorf("%q: pos %q ro %v store %q err %v", c.args, pos, *ro, *name, err)
 		}
+	}
+}
+
+func TestBuildVersion(t *testing.T) {
+	bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
+		Deps:     []*debug.Module{{Path: "bazil.org/fuse", Version: "v0.0.0-x"}},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.modified", Value: "true"}}}
+	if got, want := buildVersion("0.3.0", "", bi), "0.3.0 (commit 0123456789ab, modified, go1.26.8, bazil.org/fuse v0.0.0-x)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	bi.Main.Version, bi.Settings = "v0.4.0", nil
+	if got, want := buildVersion("devel", "", bi), "v0.4.0 (go1.26.8, bazil.org/fuse v0.0.0-x)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got, want := buildVersion("0.3.0", "fedcba9876543210", bi), "0.3.0 (commit fedcba987654, go1.26.8, bazil.org/fuse v0.0.0-x)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -10,8 +10,14 @@ import (
 	"strings"
 )
 
-// version is set at build time with -ldflags "-X main.version=1.2.3".
-var version = "devel"
+// version and commit are set at build time with -ldflags
+// "-X main.version=1.2.3 -X main.commit=REV" (scripts/build-deb does). The
+// commit is needed where Go's build info has none: builds with
+// -buildvcs=false, or in a git worktree, which Go does not recognise.
+var (
+	version = "devel"
+	commit  = ""
+)
 
 const mainHelp = `Usage: pbsfs COMMAND [OPTION]... [ARGUMENT]...
 
@@ -21,6 +27,8 @@ any editor, and its manifest as JSON; removing a snapshot directory forgets
 the snapshot. Changes take the same locks as PBS itself, so pbsfs can run on
 a live PBS host.
 
+Usage: pbsfs DATASTORE MOUNTPOINT [-o OPTION[,OPTION]...]
+
 Commands:
   mount     mount a datastore and serve it until unmounted
   demo      create a sample datastore and mount it, to try pbsfs out
@@ -29,8 +37,15 @@ Commands:
 
 Run 'pbsfs COMMAND --help' for the options of a command.
 
+The second form is how mount(8) runs pbsfs for an fstab line or
+'mount -t fuse.pbsfs DATASTORE MOUNTPOINT -o OPTIONS': every 'pbsfs mount'
+flag is an option (keyfile=FILE, ro, allow_other, ...), and pbsfs goes to the
+background once the mount is ready, logging to syslog (or log-file=FILE).
+See man pbsfs.
+
 Examples:
   pbsfs mount /mnt/datastore/store1 /mnt/pbs
+  mount -t fuse.pbsfs /mnt/datastore/store1 /mnt/pbs -o ro,allow_other
   pbsfs demo
 `
 
@@ -113,19 +128,46 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	return &usageError{cmd: "pbsfs", msg: fmt.Sprintf("unknown command %q", cmd)}
 }
 
-// versionString is "pbsfs VERSION (GOVERSION, bazil.org/fuse VERSION)".
+// versionString is "pbsfs VERSION (commit REV[, modified], GOVERSION,
+// bazil.org/fuse VERSION)". VERSION is what the build set with -ldflags
+// "-X main.version=..." (scripts/build-deb does), else the module version
+// "go install pbsfs/cmd/pbsfs@VERSION" records, else "devel"; the commit
+// is the one Go's build info records for a build in a git work tree.
 func versionString() string {
-	s := "pbsfs " + version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		parts := []string{bi.GoVersion}
-		for _, d := range bi.Deps {
-			if d.Path == "bazil.org/fuse" {
-				parts = append(parts, d.Path+" "+d.Version)
-			}
-		}
-		s += " (" + strings.Join(parts, ", ") + ")"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "pbsfs " + version
 	}
-	return s
+	return "pbsfs " + buildVersion(version, commit, bi)
+}
+
+// buildVersion formats the version line from the build info.
+func buildVersion(v, rev string, bi *debug.BuildInfo) string {
+	if v == "devel" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	var parts []string
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	if r := settings["vcs.revision"]; r != "" {
+		rev = r
+	}
+	if rev != "" {
+		c := "commit " + rev[:min(12, len(rev))]
+		if settings["vcs.modified"] == "true" {
+			c += ", modified"
+		}
+		parts = append(parts, c)
+	}
+	parts = append(parts, bi.GoVersion)
+	for _, d := range bi.Deps {
+		if d.Path == "bazil.org/fuse" {
+			parts = append(parts, d.Path+" "+d.Version)
+		}
+	}
+	return v + " (" + strings.Join(parts, ", ") + ")"
 }
 
 // parseArgs parses flags that may come before, between or after the
