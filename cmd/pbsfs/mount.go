@@ -70,6 +70,8 @@ Options:
                            (default 1024; 0 keeps the kernel's 128; needs root)
 ` + archivesHelp + `  -v, --verbose            log what pbsfs does (info level)
       --debug              log every FUSE request (debug level)
+      --log-file FILE      append the log to FILE instead of stderr (or, in
+                           the background, syslog)
       --cpuprofile FILE    write a CPU profile of the whole mount to FILE
                            (for go tool pprof)
       --memprofile FILE    write a heap profile to FILE when the mount ends
@@ -84,6 +86,10 @@ files are local to it.
 
 Stop serving with Ctrl-C or SIGTERM (pbsfs unmounts, lazily if the mount is
 busy) or by unmounting: fusermount3 -u MOUNTPOINT. Logs go to stderr.
+
+mount(8) and fstab run pbsfs as 'pbsfs DATASTORE MOUNTPOINT -o OPTIONS', with
+each option above as NAME[=VALUE] (ro, allow_other, keyfile=FILE, ...); pbsfs
+then goes to the background once the mount is ready (man pbsfs).
 
 Examples:
   pbsfs mount /mnt/datastore/store1 /mnt/pbs
