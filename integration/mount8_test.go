@@ -38,13 +38,19 @@ func requireMount8(t *testing.T) {
 	}
 }
 
-// inMountNS runs a sh script in a private mount namespace where pbsfs is
-// on mount.fuse3's PATH. Every mount under dir is lazily unmounted when
-// the script ends, so that a failing script leaves no server behind.
+// inMountNS runs a sh script in a private mount namespace where the built
+// pbsfs is on mount.fuse3's PATH.
 func inMountNS(t *testing.T, dir, script string) (string, error) {
 	t.Helper()
-	full := "set -u\nmount --bind " + shq(filepath.Dir(pbsfsBin)) + " /usr/local/sbin || exit 99\n" +
-		"trap 'for m in $(grep -o \" " + dir + "/[^ ]*\" /proc/self/mounts); do umount -l $m; done' EXIT\n" + script
+	return inPrivateNS(t, dir, "mount --bind "+shq(filepath.Dir(pbsfsBin))+" /usr/local/sbin || exit 99\n"+script)
+}
+
+// inPrivateNS runs a sh script in a private mount namespace. Every mount
+// under dir is lazily unmounted when the script ends, so that a failing
+// script leaves no server behind.
+func inPrivateNS(t *testing.T, dir, script string) (string, error) {
+	t.Helper()
+	full := "set -u\ntrap 'for m in $(grep -o \" " + dir + "/[^ ]*\" /proc/self/mounts); do umount -l $m; done' EXIT\n" + script
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", full)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
