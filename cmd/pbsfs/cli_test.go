@@ -44,6 +44,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"mount", "/nonexistent-store", "/y"}, ExitDatastore, "", "does not exist"},
 		{[]string{"mount", store, "/nonexistent-mnt"}, ExitMountPoint, "", "mkdir -p /nonexistent-mnt"},
 		{[]string{"mount", store, filepath.Join(store, ".chunks")}, ExitMountPoint, "", "inside the datastore"},
+		// The mount(8) form, refused before it would start a background child.
+		{[]string{store, "/y", "-o", "ro,bogus"}, ExitUsage, "", `pbsfs: unknown mount option "bogus"`},
+		{[]string{store, "/y", "-o", "cache-size=0"}, ExitUsage, "", "--cache-size: 0"},
+		{[]string{"help"}, ExitOK, "pbsfs DATASTORE MOUNTPOINT [-o OPTION", ""},
 		{[]string{"demo", "--help"}, ExitOK, "Usage: pbsfs demo", ""},
 		{[]string{"demo", "a", "b"}, ExitUsage, "", "too many arguments"},
 		{[]string{"demo", "--groups", "-1"}, ExitUsage, "", "negative"},

@@ -113,6 +113,11 @@ func parseMountForm(fs *flag.FlagSet, o *mountOptions, args []string) (foregroun
 	if len(pos) != 2 {
 		return false, &usageError{cmd: mountFormCmd, msg: fmt.Sprintf("want SOURCE MOUNTPOINT [-o OPTIONS], got %q", pos)}
 	}
+	if strings.HasPrefix(pos[1], "/dev/fd/") {
+		// What mount.fuse3 passes with drop_privileges: a FUSE device it
+		// opened and mounted itself. bazil.org/fuse cannot serve that.
+		return false, &usageError{cmd: mountFormCmd, msg: "the mount option drop_privileges is not supported by pbsfs"}
+	}
 	o.store, o.mountpoint = pos[0], pos[1]
 	return foreground, nil
 }

@@ -58,6 +58,7 @@ func TestParseMountForm(t *testing.T) {
 		{"/s /m -o", res{}, "-o needs a list of options"},
 		{"/s /m -x", res{}, `unknown argument "-x"`},
 		{"/s /m /n", res{}, "want SOURCE MOUNTPOINT"},
+		{"/s /dev/fd/3 -o ro", res{}, "drop_privileges is not supported"},
 	}
 	for _, c := range cases {
 		var o mountOptions
