@@ -20,14 +20,13 @@ var (
 )
 
 const mainHelp = `Usage: pbsfs COMMAND [OPTION]... [ARGUMENT]...
+       pbsfs DATASTORE MOUNTPOINT [-o OPTION[,OPTION]...]
 
 pbsfs mounts a Proxmox Backup Server (PBS) datastore as a file system. Every
 backup snapshot is a directory holding its notes, which can be edited with
 any editor, and its manifest as JSON; removing a snapshot directory forgets
 the snapshot. Changes take the same locks as PBS itself, so pbsfs can run on
 a live PBS host.
-
-Usage: pbsfs DATASTORE MOUNTPOINT [-o OPTION[,OPTION]...]
 
 Commands:
   mount     mount a datastore and serve it until unmounted
