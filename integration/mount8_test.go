@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +193,47 @@ echo "MOUNTS $(grep -c ' `+mnt+` ' /proc/self/mounts)"
 		if err != nil || !strings.Contains(out, "EXIT "+c.code+"\n") || !strings.Contains(out, c.msg) || !strings.Contains(out, "MOUNTS 0\n") {
 			t.Errorf("-o %s on %s: %v; want exit %s and %q, nothing mounted; got:\n%s", c.opts, c.store, err, c.code, c.msg, out)
 		}
+	}
+}
+
+// TestMount8Syslog: without log-file the background server logs to syslog.
+// The script's namespace gets a tmpfs on /run with the test's datagram
+// socket bound to /run/syslog (log/syslog's second choice after /dev/log,
+// which this machine may have or not; /dev stays untouched).
+func TestMount8Syslog(t *testing.T) {
+	requireMount8(t)
+	store := newStore(t)
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	sock := filepath.Join(dir, "syslog")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	out, err := inMountNS(t, dir, `
+[ -e /dev/log ] && mount --bind /dev/null /dev/log
+mount -t tmpfs tmpfs /run && touch /run/syslog && mount --bind `+shq(sock)+` /run/syslog || exit 98
+mount -t fuse.pbsfs `+shq(store)+` `+shq(mnt)+` -o verbose,lock-scheme=run,lock-dir=`+shq(filepath.Join(dir, "locks"))+` || exit 1
+ls `+shq(mnt)+` >/dev/null && umount `+shq(mnt)+` && echo UNMOUNTED
+`)
+	if err != nil || !strings.Contains(out, "UNMOUNTED") || strings.Contains(out, "syslog") {
+		t.Fatalf("script: %v\n%s", err, out)
+	}
+	var got []string
+	buf := make([]byte, 4096)
+	for !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "msg=unmounted") }) {
+		conn.SetReadDeadline(time.Now().Add(scaled(20 * time.Second)))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("syslog got %q, then: %v", got, err)
+		}
+		got = append(got, string(buf[:n]))
+	}
+	if !slices.ContainsFunc(got, func(s string) bool {
+		return strings.HasPrefix(s, "<30>") && strings.Contains(s, " pbsfs[") && strings.Contains(s, "]: msg=mounted datastore="+store)
+	}) {
+		t.Errorf("no daemon.info line for the mount in %q", got)
 	}
 }
