@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 
@@ -198,15 +199,34 @@ func startBackground(args []string, stderr io.Writer) error {
 	cmd.Stderr = stderr
 	cmd.ExtraFiles = []*os.File{w} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Ctrl-C (or mount(8)'s caller giving up) while the child starts, asks
+	// for a password or waits for a file ends the child too: in a session
+	// of its own, it would otherwise go on alone.
+	// Caught from before the start, so that none is missed.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
 		return exitf(ExitOther, "starting pbsfs in the background: %w", err)
 	}
-	var b [1]byte
-	if n, _ := r.Read(b[:]); n == 1 {
-		cmd.Process.Release()
-		return nil // serving; the child goes on alone
+	ready := make(chan bool, 1)
+	go func() {
+		var b [1]byte
+		n, _ := r.Read(b[:])
+		ready <- n == 1
+	}()
+	select {
+	case ok := <-ready:
+		if ok {
+			cmd.Process.Release()
+			return nil // serving; the child goes on alone
+		}
+	case sig := <-sigs:
+		cmd.Process.Kill()
+		cmd.Wait()
+		return exitf(ExitOther, "%v received before the mount was ready: the background pbsfs was stopped", sig)
 	}
 	err = cmd.Wait()
 	var ee *exec.ExitError
