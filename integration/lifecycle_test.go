@@ -9,12 +9,18 @@ import (
 	"time"
 )
 
-// TestStopSignals: pbsfs exits 0 and leaves nothing mounted on SIGTERM and
-// SIGINT, also while the mount is busy (it then detaches lazily).
+// stopSignals are the signals that end pbsfs cleanly: Ctrl-C, kill, and the
+// hangup of the terminal or ssh session pbsfs runs in.
+var stopSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM}
+
+// TestStopSignals: SIGHUP, SIGINT and SIGTERM all make pbsfs unmount and
+// exit 0, leaving nothing mounted — also while the mount is busy (it is then
+// detached lazily at once and pbsfs exits when the last user lets go, or at
+// once on a second signal).
 func TestStopSignals(t *testing.T) {
 	t.Parallel()
 	store := newStore(t)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+	for _, sig := range stopSignals {
 		m := startMount(t, store)
 		m.stopped = true
 		if err := m.cmd.Process.Signal(sig); err != nil {
@@ -31,38 +37,49 @@ func TestStopSignals(t *testing.T) {
 
 	// Busy: a process has its working directory inside the mount. pbsfs
 	// detaches the mount at once (lazy unmount) and exits 0 when the last
-	// user lets go.
-	m := startMount(t, store)
-	m.stopped = true
-	busy := exec.Command("sleep", "60")
-	busy.Dir = m.path("vm/100")
-	if err := busy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	busyDone := false
-	defer func() {
-		if !busyDone {
+	// user lets go — or, on a second signal, at once.
+	for _, sig := range stopSignals {
+		for _, again := range []bool{false, true} {
+			m := startMount(t, store)
+			m.stopped = true
+			busy := exec.Command("sleep", "60")
+			busy.Dir = m.path("vm/100")
+			if err := busy.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(exitTimeout)
+			for isMounted(m.dir) {
+				if time.Now().After(deadline) {
+					t.Fatalf("busy mount not detached within %v of %v\n%s", exitTimeout, sig, m.stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			select {
+			case <-m.done:
+				t.Errorf("%v: pbsfs exited while the detached mount was in use\n%s", sig, m.stderr)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if again {
+				if err := m.cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				_ = busy.Process.Kill()
+			}
+			if code := m.waitExit(exitTimeout); code != 0 {
+				t.Errorf("exit code after %v on a busy mount (second signal: %v): %d, want 0\n%s", sig, again, code, m.stderr)
+			}
 			_ = busy.Process.Kill()
 			_ = busy.Wait()
+			if isMounted(m.dir) {
+				t.Errorf("%v: still mounted", sig)
+			}
+			m.checkStderr()
 		}
-	}()
-	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
 	}
-	deadline := time.Now().Add(exitTimeout)
-	for isMounted(m.dir) {
-		if time.Now().After(deadline) {
-			t.Fatalf("busy mount not detached within %v of SIGTERM\n%s", exitTimeout, m.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = busy.Process.Kill()
-	_ = busy.Wait()
-	busyDone = true
-	if code := m.waitExit(exitTimeout); code != 0 {
-		t.Errorf("exit code after SIGTERM on a busy mount: %d, want 0\n%s", code, m.stderr)
-	}
-	m.checkStderr()
 }
 
 // TestExternalUnmount: `fusermount3 -u MOUNTPOINT` ends pbsfs with exit 0.

@@ -82,8 +82,10 @@ With auto, pbsfs asks dpkg which version is installed and checks
 /run/proxmox-backup/old-locking. Run pbsfs on the PBS host itself: the lock
 files are local to it.
 
-Stop serving with Ctrl-C or SIGTERM (pbsfs unmounts, lazily if the mount is
-busy) or by unmounting: fusermount3 -u MOUNTPOINT. Logs go to stderr.
+Stop serving with Ctrl-C, SIGTERM or SIGHUP (also sent when the terminal or
+ssh session pbsfs runs in goes away): pbsfs unmounts, lazily if the mount is
+busy, and exits 0; a second signal makes it exit at once. Or unmount:
+fusermount3 -u MOUNTPOINT. Logs go to stderr.
 
 Examples:
   pbsfs mount /mnt/datastore/store1 /mnt/pbs
@@ -287,13 +289,13 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 
 // serve mounts and serves until unmounted.
 func serve(o mountOptions) error {
-	log := newLogger(o.stderr, o.log)
-	// Catch SIGINT and SIGTERM from the start: one that arrives while the
-	// store is opened or the mount set up is acted on as soon as serving
-	// begins (it unmounts at once), instead of killing the process and
-	// leaving a dead mount behind.
+	// Catch SIGHUP, SIGINT and SIGTERM from the start: one that arrives
+	// while the store is opened or the mount set up is acted on as soon as
+	// serving begins (it unmounts at once), instead of killing the process
+	// and leaving a dead mount behind.
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
+	log := newLogger(o.stderr, o.log)
 	store, mnt, err := o.openStore(log)
 	if err != nil {
 		return err
@@ -369,9 +371,17 @@ func serve(o mountOptions) error {
 		}
 		log.Info("unmounted", "mountpoint", mnt)
 	case <-force:
-		// Detached lazily and told to go: closing the FUSE device (on
-		// exit) aborts the connection for the processes still inside.
-		log.Info("exiting with the detached mount still in use", "mountpoint", mnt)
+		// Told to go while unmounting, or detached lazily and still in
+		// use: closing the FUSE device (on exit) aborts the connection for
+		// the processes still inside. A mount not detached yet (the
+		// unmount still runs or failed) is detached now, so that no dead
+		// mount is left behind.
+		if isMountpoint(mnt) {
+			if _, err := unmount(mnt, log); err != nil {
+				fmt.Fprintf(o.stderr, "pbsfs: cannot unmount %s: %v; unmount it with: fusermount3 -u %s\n", mnt, err, mnt)
+			}
+		}
+		log.Info("exiting with the mount still in use", "mountpoint", mnt)
 		forced = true
 	}
 	return nil

@@ -11,40 +11,47 @@ import (
 	"syscall"
 )
 
-// handleSignals unmounts mnt on SIGINT and SIGTERM, so that Serve returns
-// and pbsfs exits 0. A busy mount (a shell cd'ed into it, an open file)
-// cannot be unmounted normally; then it is detached lazily (fusermount3
-// -u -z): it disappears from the directory tree at once, the processes
-// still using it keep working, and Serve returns when the last of them lets
-// go. A further signal after that closes the returned channel: serve then
-// stops waiting and pbsfs exits, and those processes get errors. The
-// returned function stops the handling. ch comes from notifySignals, called
-// before mounting so that no signal is missed.
+// handleSignals unmounts mnt on SIGHUP, SIGINT and SIGTERM alike, so that
+// Serve returns and pbsfs exits 0 — also when the terminal pbsfs runs in
+// goes away (an ssh session that drops sends SIGHUP). A busy mount (a shell
+// cd'ed into it, an open file) cannot be unmounted normally; then it is
+// detached lazily (fusermount3 -u -z): it disappears from the directory
+// tree at once, the processes still using it keep working, and Serve
+// returns when the last of them lets go. Any further signal closes the
+// returned channel — while the unmount still runs, after it failed, or
+// after the lazy detach: serve then stops waiting and pbsfs exits (having
+// detached the mount lazily if that had not happened yet), and processes
+// still using the mount get errors. The unmount runs apart from the signal
+// loop, so that the second signal is acted on even while fusermount3 hangs.
+// The returned function stops the handling. ch comes from notifySignals,
+// called before mounting so that no signal is missed.
 func handleSignals(ch chan os.Signal, mnt string, log *slog.Logger, stderr io.Writer) (force <-chan struct{}, stop func()) {
 	quit := make(chan struct{})
 	forceCh := make(chan struct{})
 	go func() {
-		detached := false
+		signaled := false
 		for {
 			select {
 			case <-quit:
 				return
 			case sig := <-ch:
-				if detached {
-					fmt.Fprintf(stderr, "pbsfs: %v received again, exiting; processes still using the detached mount get errors\n", sig)
+				if signaled {
+					fmt.Fprintf(stderr, "pbsfs: %v received again, exiting; processes still using the mount get errors\n", sig)
 					close(forceCh)
 					return
 				}
+				signaled = true
 				fmt.Fprintf(stderr, "pbsfs: %v received, unmounting %s\n", sig, mnt)
-				lazy, err := unmount(mnt, log)
-				switch {
-				case err != nil:
-					fmt.Fprintf(stderr, "pbsfs: cannot unmount %s: %v\n", mnt, err)
-				case lazy:
-					detached = true
-					fmt.Fprintf(stderr, "pbsfs: %s was busy and is detached now; pbsfs exits when the last process "+
-						"using it lets go (signal again to exit at once)\n", mnt)
-				}
+				go func() {
+					lazy, err := unmount(mnt, log)
+					switch {
+					case err != nil:
+						fmt.Fprintf(stderr, "pbsfs: cannot unmount %s: %v (signal again to exit anyway)\n", mnt, err)
+					case lazy:
+						fmt.Fprintf(stderr, "pbsfs: %s was busy and is detached now; pbsfs exits when the last process "+
+							"using it lets go (signal again to exit at once)\n", mnt)
+					}
+				}()
 			}
 		}
 	}()
@@ -54,11 +61,11 @@ func handleSignals(ch chan os.Signal, mnt string, log *slog.Logger, stderr io.Wr
 	}
 }
 
-// notifySignals starts catching SIGINT and SIGTERM (instead of dying from
-// them) and queues them for handleSignals.
+// notifySignals starts catching SIGHUP, SIGINT and SIGTERM (instead of
+// dying from them) and queues them for handleSignals.
 func notifySignals() chan os.Signal {
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	return ch
 }
 
