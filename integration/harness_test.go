@@ -115,6 +115,14 @@ func newStore(t *testing.T) string {
 // the end of the test (and must then exit 0).
 func startMount(t *testing.T, store string, extra ...string) *mount {
 	t.Helper()
+	return startMountLog(t, store, nil, extra...)
+}
+
+// startMountLog is startMount with pbsfs's stdout and stderr going to
+// logOut instead of m.stderr (which then stays empty), when logOut is not
+// nil.
+func startMountLog(t *testing.T, store string, logOut *os.File, extra ...string) *mount {
+	t.Helper()
 	requireFUSE(t)
 	m := &mount{
 		t:       t,
@@ -133,6 +141,9 @@ func startMount(t *testing.T, store string, extra ...string) *mount {
 	m.cmd = exec.Command(pbsfsBin, args...)
 	m.cmd.Stderr = m.stderr
 	m.cmd.Stdout = m.stderr
+	if logOut != nil {
+		m.cmd.Stderr, m.cmd.Stdout = logOut, logOut
+	}
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start pbsfs: %v", err)
 	}

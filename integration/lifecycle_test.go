@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -80,6 +83,66 @@ func TestStopSignals(t *testing.T) {
 			m.checkStderr()
 		}
 	}
+}
+
+// TestLogReaderGone: pbsfs's stderr is a pipe whose reader went away
+// (`pbsfs mount ... 2>&1 | tee log`, tee killed). Writing to it fails with
+// EPIPE — with SIGPIPE not ignored, the Go runtime would end pbsfs at the
+// first log line, the "unmounting" line of the SIGTERM, and leave a dead
+// mount. pbsfs must keep serving and, on SIGTERM, unmount and exit 0.
+func TestLogReaderGone(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMountLog(t, store, w)
+	w.Close()
+	// Wait for the serving line, then let the reader go.
+	sc := bufio.NewScanner(r)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "pbsfs: serving ") {
+	}
+	r.Close()
+	// Log lines (-v: info) while nobody reads: an rmdir logs one.
+	if err := os.Remove(m.path("vm/100/2024-06-03T02:00:05Z")); err != nil {
+		t.Fatalf("rmdir after the log reader went: %v", err)
+	}
+	if _, err := os.ReadFile(m.path("vm/100/notes")); err != nil {
+		t.Fatalf("read after the log reader went: %v", err)
+	}
+	m.stop()
+}
+
+// TestLogReaderStalled: pbsfs's stderr is a pipe nobody reads (a pager
+// left open, a stopped tee). With --debug every request writes a log line;
+// once the pipe is full (64 KiB) a blocking write would stall each request
+// forever. pbsfs drops the lines instead and keeps serving, and SIGTERM
+// still unmounts it.
+func TestLogReaderStalled(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m := startMountLog(t, store, w, "--debug")
+	w.Close()
+	// Far more than 64 KiB of debug lines: every request logs one.
+	// (A stalled pbsfs fails the walk at the deadline; closing r at the
+	// end then lets it go on.)
+	ctx, cancel := context.WithTimeout(t.Context(), scaled(20*time.Second))
+	defer cancel()
+	for i := range 3 {
+		walk := exec.CommandContext(ctx, "find", m.dir, "-type", "f", "(", "-name", "notes", "-o", "-name", "manifest.json", ")", "-exec", "cat", "{}", "+")
+		walk.WaitDelay = time.Second // cat may hang on in a stalled request
+		out, err := walk.CombinedOutput()
+		if err != nil {
+			t.Fatalf("walk %d while nobody reads pbsfs's log: %v: %.200s", i, err, out)
+		}
+	}
+	m.stop()
 }
 
 // TestExternalUnmount: `fusermount3 -u MOUNTPOINT` ends pbsfs with exit 0.

@@ -118,12 +118,13 @@ type mountOptions struct {
 	lockOwner    func() (int, int)                           // nil = lock.BackupOwner
 	onReady      func(storePath, mountpoint string)          // after the mount is up (demo prints its tips)
 	cleanupAge   time.Duration                               // group-directory temp files younger than this are left at start (see datastore.CleanupTemps)
-	stderr       io.Writer
+	stderr       io.Writer                                   // messages and the log (through a logWriter while serving)
+	stdout       io.Writer                                   // where a failing stderr is reported once; may be nil
 }
 
 func mountCommand(args []string, stdout, stderr io.Writer) error {
 	const cmd = "pbsfs mount"
-	o := mountOptions{stderr: stderr}
+	o := mountOptions{stderr: stderr, stdout: stdout}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.BoolVar(&o.readOnly, "read-only", false, "")
 	fs.BoolVar(&o.allowOther, "allow-other", false, "")
@@ -292,9 +293,13 @@ func serve(o mountOptions) error {
 	// Catch SIGHUP, SIGINT and SIGTERM from the start: one that arrives
 	// while the store is opened or the mount set up is acted on as soon as
 	// serving begins (it unmounts at once), instead of killing the process
-	// and leaving a dead mount behind.
+	// and leaving a dead mount behind. SIGPIPE is ignored from here on.
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
+	// Messages and log lines never block or fail the mount (logWriter).
+	lw := newLogWriter(o.stderr, o.stdout)
+	defer lw.Close(logFlushTimeout)
+	o.stderr = lw
 	log := newLogger(o.stderr, o.log)
 	store, mnt, err := o.openStore(log)
 	if err != nil {
@@ -386,6 +391,10 @@ func serve(o mountOptions) error {
 	}
 	return nil
 }
+
+// logFlushTimeout bounds how long pbsfs waits at exit for queued log lines
+// to be written (a log reader that stopped reading gets no more).
+const logFlushTimeout = 2 * time.Second
 
 // cleanupTemps removes temp files a killed pbsfs left in the store, in the
 // background, under the manifest locks in snapshot directories and checking

@@ -62,8 +62,13 @@ func handleSignals(ch chan os.Signal, mnt string, log *slog.Logger, stderr io.Wr
 }
 
 // notifySignals starts catching SIGHUP, SIGINT and SIGTERM (instead of
-// dying from them) and queues them for handleSignals.
+// dying from them) and queues them for handleSignals. It also ignores
+// SIGPIPE for the whole process: the Go runtime lets a write to a broken
+// pipe on stdout or stderr kill the process unless SIGPIPE is ignored or
+// caught, and pbsfs must outlive its log reader (`... 2>&1 | tee log`, tee
+// gone) — a write then fails with EPIPE, which logWriter swallows.
 func notifySignals() chan os.Signal {
+	signal.Ignore(syscall.SIGPIPE)
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	return ch
