@@ -123,17 +123,27 @@ func startMount(t *testing.T, store string, extra ...string) *mount {
 // nil.
 func startMountLog(t *testing.T, store string, logOut *os.File, extra ...string) *mount {
 	t.Helper()
+	return startMountIn(t, store, "", logOut, extra...)
+}
+
+// startMountIn is startMountLog on the existing mountpoint dir; "" makes a
+// fresh one.
+func startMountIn(t *testing.T, store, dir string, logOut *os.File, extra ...string) *mount {
+	t.Helper()
 	requireFUSE(t)
 	m := &mount{
 		t:       t,
 		store:   store,
-		dir:     filepath.Join(t.TempDir(), "mnt"),
+		dir:     dir,
 		lockDir: filepath.Join(t.TempDir(), "locks"),
 		stderr:  &syncBuffer{},
 		done:    make(chan struct{}),
 	}
-	if err := os.Mkdir(m.dir, 0o755); err != nil {
-		t.Fatal(err)
+	if dir == "" {
+		m.dir = filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(m.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	args := []string{"mount", "--lock-scheme", "run", "--lock-dir", m.lockDir, "--store", storeName, "-v"}
 	args = append(args, extra...)

@@ -240,7 +240,7 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 	if err != nil {
 		return nil, "", err
 	}
-	mnt, err = checkMountpoint(o.mountpoint)
+	mnt, err = checkMountpoint(o.mountpoint, o.stderr)
 	if err != nil {
 		return nil, "", err
 	}

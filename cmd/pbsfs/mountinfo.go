@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -100,4 +101,29 @@ func readTopMount(path string) (mountEntry, bool, error) {
 func isMountpoint(path string) bool {
 	_, ok, err := readTopMount(path)
 	return err == nil && ok
+}
+
+// pbsfsFSType is the type a pbsfs mount has in mountinfo: FUSE, subtype
+// pbsfs (fs.MountOptions).
+const pbsfsFSType = "fuse.pbsfs"
+
+// unmountCommand is the command that unmounts a mount of type fsType.
+func unmountCommand(fsType, mnt string) string {
+	if fsType == "fuse" || strings.HasPrefix(fsType, "fuse.") || strings.HasPrefix(fsType, "fuseblk") {
+		return "fusermount3 -u " + mnt
+	}
+	return "umount " + mnt
+}
+
+// enclosingMount returns the mount that holds path: the one mounted at
+// path or at its nearest parent directory.
+func enclosingMount(entries []mountEntry, path string) (mountEntry, bool) {
+	for p := path; ; p = filepath.Dir(p) {
+		if e, ok := topMount(entries, p); ok {
+			return e, true
+		}
+		if p == "/" || p == "." {
+			return mountEntry{}, false
+		}
+	}
 }
