@@ -300,6 +300,8 @@ func serve(o mountOptions) error {
 	lw := newLogWriter(o.stderr, o.stdout)
 	defer lw.Close(logFlushTimeout)
 	o.stderr = lw
+	stopStatus := handleStatus(o.stderr) // kill -USR1: a status line
+	defer stopStatus()
 	log := newLogger(o.stderr, o.log)
 	store, mnt, err := o.openStore(log)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -100,4 +102,50 @@ func fusermount(args ...string) error {
 		return err
 	}
 	return nil
+}
+
+// handleStatus prints a status line on stderr at each SIGUSR1 (`kill -USR1
+// PID`): goroutines, open file descriptors, heap in use and resident set
+// size — what a soak test or an admin watches for leaks. The returned
+// function stops it.
+func handleStatus(stderr io.Writer) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	quit := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ch:
+				fmt.Fprintln(stderr, statusLine())
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(quit)
+	}
+}
+
+// statusLine is "pbsfs: status: goroutines=N fds=N heap-inuse=BYTES
+// rss=BYTES" (-1 for what cannot be read).
+func statusLine() string {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fds := -1
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		fds = len(ents) - 1 // without the descriptor reading the directory
+	}
+	rss := int64(-1)
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64); err == nil {
+					rss = kb << 10
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("pbsfs: status: goroutines=%d fds=%d heap-inuse=%d rss=%d", runtime.NumGoroutine(), fds, ms.HeapInuse, rss)
 }
