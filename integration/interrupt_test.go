@@ -126,6 +126,10 @@ func signalBlocked(t *testing.T, op, path string, nr uintptr, sig unix.Signal, t
 		t.Fatalf("helper said %q", line)
 	}
 	waitInSyscall(t, cmd.Process.Pid, tid, nr)
+	// Let pbsfs take the request up first: bazil drops an INTERRUPT that
+	// overtakes the request it names (it answers it instead of asking the
+	// kernel to send it again), and the wait would then run to its timeout.
+	time.Sleep(scaled(300 * time.Millisecond))
 	if err := unix.Tgkill(cmd.Process.Pid, tid, sig); err != nil {
 		t.Fatal(err)
 	}
