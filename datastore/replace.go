@@ -28,8 +28,12 @@ type fileOwner struct {
 // same directory (flocked while it exists, see TempPrefix), created with the
 // target's mode and given its owner (fchown, and fchmod only when the umask
 // took bits), fsync, rename over the target, fsync the directory. On any
-// error the temp file is removed and the target is untouched. It returns
-// the stamp of the new file.
+// error up to the rename the temp file is removed and the target is
+// untouched. Once the rename is done the new file is what everyone reads:
+// the save happened, and it is reported as such. A failing directory fsync
+// after it (the rename might not survive a crash of the machine) is logged,
+// not returned — an error would make the caller retry or give up a save
+// that is in place. It returns the stamp of the new file.
 func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (Stamp, error) {
 	dir, err := s.openRel(dirRel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
@@ -76,10 +80,19 @@ func (s *Store) replaceFile(dirRel, name string, data []byte, own fileOwner) (St
 		return Stamp{}, &os.PathError{Op: "rename", Path: s.abs(dirRel + "/" + name), Err: err}
 	}
 	committed = true
-	if err := unix.Fsync(dfd); err != nil {
-		return Stamp{}, &os.PathError{Op: "fsync", Path: dir.Name(), Err: err}
+	if err := s.syncDir(dfd); err != nil {
+		s.log.Warn("saved, but the fsync of the directory after the rename failed: the new file may not survive a crash of the machine",
+			"file", s.abs(dirRel+"/"+name), "err", &os.PathError{Op: "fsync", Path: dir.Name(), Err: err})
 	}
 	return fstat(f)
+}
+
+// syncDir fsyncs a directory (testHookDirSync instead, in tests).
+func (s *Store) syncDir(fd int) error {
+	if s.testHookDirSync != nil {
+		return s.testHookDirSync(fd)
+	}
+	return unix.Fsync(fd)
 }
 
 // keepOwner gives the temp file the owner, group and mode of the file it

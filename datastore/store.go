@@ -52,6 +52,10 @@ type Store struct {
 	s3Hint atomic.Bool
 
 	groupNotesMu sync.Mutex // serialises this process's group-notes writers (PBS 3.x takes no lock)
+
+	// testHookDirSync, if set (tests only), replaces the fsync of the
+	// directory after a replaced file was renamed into place.
+	testHookDirSync func(fd int) error
 }
 
 // Open opens the datastore at path. It must be a directory containing the

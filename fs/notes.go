@@ -342,6 +342,21 @@ func (n *notesFile) afterCommit() {
 	n.src.committed()
 }
 
+// forgetKernelSize is for a write session dropped without its text being
+// committed: the kernel took the size the writes gave the file, which the
+// stored text does not have, and the attributes last handed out may
+// describe the stored file in a reply the kernel dropped (a write completed
+// meanwhile). Until the kernel has refetched the attributes no read may use
+// its page cache — a read through it would be cut to, or padded with NULs
+// up to, the refused text's size — so the next open sees "attributes not
+// from the stored file" and answers DirectIO.
+func (n *notesFile) forgetKernelSize() {
+	n.attrSeen.Store(0)
+	n.paged.Store(0)
+	n.dropPrimed()
+	n.fs.invalidateAttr(n)
+}
+
 // notesHandle is an open notes file. A read-only handle serves the text as
 // it was at open (or the pending text of a writer); a writing handle reads
 // and writes the node's shared write session.
@@ -413,6 +428,7 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	err := h.n.commitLocked(ctx, "close")
 	if err != nil {
 		h.n.sess.drop()
+		h.n.forgetKernelSize()
 		h.n.fs.log.Debug("close failed (logged above); the text was dropped", "file", h.n.display(), "err", err)
 	}
 	return err
@@ -433,6 +449,7 @@ func (h *notesHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) err
 	var err error
 	if n.sess.dirty() {
 		if err = n.commitLocked(ctx, "close"); err != nil {
+			n.forgetKernelSize()
 			n.fs.log.Error("notes edit lost: the last writer closed it and it could not be written",
 				"file", n.display(), "bytes", len(n.sess.buf), "err", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"pbsfs/datastore"
 	"pbsfs/lock"
@@ -41,6 +42,9 @@ type pbsWriterArgs struct {
 	ID      string
 	Time    string
 	Updates int // per task
+	// For, if set, makes each task update until it has run that long
+	// (Updates is then ignored).
+	For time.Duration
 }
 
 // pbsWriterResult is what the writer reports on stdout (one JSON line).
@@ -100,9 +104,16 @@ func pbsWriterMain(arg string) int {
 
 	var mu sync.Mutex // guards res
 	notesSeen := -1
+	deadline := time.Now().Add(a.For)
+	more := func(i int) bool {
+		if a.For > 0 {
+			return time.Now().Before(deadline)
+		}
+		return i <= a.Updates
+	}
 	task := func(key string, value func(i int) string, count *int) error {
 		last := ""
-		for i := 1; i <= a.Updates; i++ {
+		for i := 1; more(i); i++ {
 			v := value(i)
 			err := s.UpdateManifest(context.Background(), sn, func(u *manifest.Unprotected) error {
 				cur, _ := u.Get(key)

@@ -115,17 +115,35 @@ func newStore(t *testing.T) string {
 // the end of the test (and must then exit 0).
 func startMount(t *testing.T, store string, extra ...string) *mount {
 	t.Helper()
+	return startMountLog(t, store, nil, extra...)
+}
+
+// startMountLog is startMount with pbsfs's stdout and stderr going to
+// logOut instead of m.stderr (which then stays empty), when logOut is not
+// nil.
+func startMountLog(t *testing.T, store string, logOut *os.File, extra ...string) *mount {
+	t.Helper()
+	return startMountIn(t, store, "", logOut, extra...)
+}
+
+// startMountIn is startMountLog on the existing mountpoint dir; "" makes a
+// fresh one.
+func startMountIn(t *testing.T, store, dir string, logOut *os.File, extra ...string) *mount {
+	t.Helper()
 	requireFUSE(t)
 	m := &mount{
 		t:       t,
 		store:   store,
-		dir:     filepath.Join(t.TempDir(), "mnt"),
+		dir:     dir,
 		lockDir: filepath.Join(t.TempDir(), "locks"),
 		stderr:  &syncBuffer{},
 		done:    make(chan struct{}),
 	}
-	if err := os.Mkdir(m.dir, 0o755); err != nil {
-		t.Fatal(err)
+	if dir == "" {
+		m.dir = filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(m.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	args := []string{"mount", "--lock-scheme", "run", "--lock-dir", m.lockDir, "--store", storeName, "-v"}
 	args = append(args, extra...)
@@ -133,6 +151,9 @@ func startMount(t *testing.T, store string, extra ...string) *mount {
 	m.cmd = exec.Command(pbsfsBin, args...)
 	m.cmd.Stderr = m.stderr
 	m.cmd.Stdout = m.stderr
+	if logOut != nil {
+		m.cmd.Stderr, m.cmd.Stdout = logOut, logOut
+	}
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start pbsfs: %v", err)
 	}

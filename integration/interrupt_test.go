@@ -24,7 +24,7 @@ import (
 // envBlockedOp makes the test binary, re-executed, do one file operation
 // that blocks in pbsfs (see blockedOpMain). It is handled in init, before
 // TestMain.
-const envBlockedOp = "PBSFS_IT_BLOCKEDOP" // "save|PATH" or "rmdir|PATH"
+const envBlockedOp = "PBSFS_IT_BLOCKEDOP" // "save|PATH", "append|PATH" or "rmdir|PATH"
 
 func init() {
 	if arg := os.Getenv(envBlockedOp); arg != "" {
@@ -51,6 +51,14 @@ func blockedOpMain(arg string) int {
 		if err == nil {
 			if _, err = unix.Write(fd, []byte("interrupted save\n")); err == nil {
 				err = unix.Close(fd) // the FLUSH that commits; blocks on the manifest lock
+			}
+		}
+	case "append":
+		var fd int
+		fd, err = unix.Open(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0)
+		if err == nil {
+			if _, err = unix.Write(fd, []byte("interrupted append\n")); err == nil {
+				err = unix.Close(fd)
 			}
 		}
 	case "rmdir":
@@ -118,6 +126,10 @@ func signalBlocked(t *testing.T, op, path string, nr uintptr, sig unix.Signal, t
 		t.Fatalf("helper said %q", line)
 	}
 	waitInSyscall(t, cmd.Process.Pid, tid, nr)
+	// Let pbsfs take the request up first: bazil drops an INTERRUPT that
+	// overtakes the request it names (it answers it instead of asking the
+	// kernel to send it again), and the wait would then run to its timeout.
+	time.Sleep(scaled(300 * time.Millisecond))
 	if err := unix.Tgkill(cmd.Process.Pid, tid, sig); err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +180,28 @@ func TestInterruptLockWait(t *testing.T) {
 		}
 		if mm, _ := loadManifest(t, store, snap); mm.Notes() != "after\n" {
 			t.Errorf("notes on disk %q, want %q", mm.Notes(), "after\n")
+		}
+	})
+
+	// An append refused at close leaves the kernel with the size its write
+	// gave the file; a reader must still get exactly the stored text, not
+	// the kernel's cached pages cut or padded with NULs to that size.
+	t.Run("append, then read", func(t *testing.T) {
+		snap := "ct/200/2024-06-02T01:30:00Z"
+		sn := snapshotOf(t, snap)
+		mm, _ := loadManifest(t, store, snap)
+		for range 2 { // the second open keeps the kernel's pages
+			if b, err := os.ReadFile(m.path(snap, "notes")); err != nil || string(b) != mm.Notes() {
+				t.Fatalf("notes before: %q, %v", b, err)
+			}
+		}
+		h := m.holdLock("manifest", sn.Group.NS, sn.Group.Type+"/"+sn.Group.ID+"/"+sn.Time)
+		if got := interruptBlocked(t, "append", m.path(snap, "notes"), unix.SYS_CLOSE); got != syscall.EINTR {
+			t.Errorf("interrupted append: errno %v, want EINTR", got)
+		}
+		h.release()
+		if b, err := os.ReadFile(m.path(snap, "notes")); err != nil || string(b) != mm.Notes() {
+			t.Errorf("notes read after the refused append: %q, %v; want the stored %q", b, err, mm.Notes())
 		}
 	})
 

@@ -1,20 +1,29 @@
 package integration
 
 import (
+	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// TestStopSignals: pbsfs exits 0 and leaves nothing mounted on SIGTERM and
-// SIGINT, also while the mount is busy (it then detaches lazily).
+// stopSignals are the signals that end pbsfs cleanly: Ctrl-C, kill, and the
+// hangup of the terminal or ssh session pbsfs runs in.
+var stopSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM}
+
+// TestStopSignals: SIGHUP, SIGINT and SIGTERM all make pbsfs unmount and
+// exit 0, leaving nothing mounted — also while the mount is busy (it is then
+// detached lazily at once and pbsfs exits when the last user lets go, or at
+// once on a second signal).
 func TestStopSignals(t *testing.T) {
 	t.Parallel()
 	store := newStore(t)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+	for _, sig := range stopSignals {
 		m := startMount(t, store)
 		m.stopped = true
 		if err := m.cmd.Process.Signal(sig); err != nil {
@@ -31,38 +40,110 @@ func TestStopSignals(t *testing.T) {
 
 	// Busy: a process has its working directory inside the mount. pbsfs
 	// detaches the mount at once (lazy unmount) and exits 0 when the last
-	// user lets go.
-	m := startMount(t, store)
-	m.stopped = true
-	busy := exec.Command("sleep", "60")
-	busy.Dir = m.path("vm/100")
-	if err := busy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	busyDone := false
-	defer func() {
-		if !busyDone {
+	// user lets go — or, on a second signal, at once.
+	for _, sig := range stopSignals {
+		for _, again := range []bool{false, true} {
+			m := startMount(t, store)
+			m.stopped = true
+			busy := exec.Command("sleep", "60")
+			busy.Dir = m.path("vm/100")
+			if err := busy.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(exitTimeout)
+			for isMounted(m.dir) {
+				if time.Now().After(deadline) {
+					t.Fatalf("busy mount not detached within %v of %v\n%s", exitTimeout, sig, m.stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			select {
+			case <-m.done:
+				t.Errorf("%v: pbsfs exited while the detached mount was in use\n%s", sig, m.stderr)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if again {
+				if err := m.cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				_ = busy.Process.Kill()
+			}
+			if code := m.waitExit(exitTimeout); code != 0 {
+				t.Errorf("exit code after %v on a busy mount (second signal: %v): %d, want 0\n%s", sig, again, code, m.stderr)
+			}
 			_ = busy.Process.Kill()
 			_ = busy.Wait()
+			if isMounted(m.dir) {
+				t.Errorf("%v: still mounted", sig)
+			}
+			m.checkStderr()
 		}
-	}()
-	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	}
+}
+
+// TestLogReaderGone: pbsfs's stderr is a pipe whose reader went away
+// (`pbsfs mount ... 2>&1 | tee log`, tee killed). Writing to it fails with
+// EPIPE — with SIGPIPE not ignored, the Go runtime would end pbsfs at the
+// first log line, the "unmounting" line of the SIGTERM, and leave a dead
+// mount. pbsfs must keep serving and, on SIGTERM, unmount and exit 0.
+func TestLogReaderGone(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	r, w, err := os.Pipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(exitTimeout)
-	for isMounted(m.dir) {
-		if time.Now().After(deadline) {
-			t.Fatalf("busy mount not detached within %v of SIGTERM\n%s", exitTimeout, m.stderr)
+	m := startMountLog(t, store, w)
+	w.Close()
+	// Wait for the serving line, then let the reader go.
+	sc := bufio.NewScanner(r)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "pbsfs: serving ") {
+	}
+	r.Close()
+	// Log lines (-v: info) while nobody reads: an rmdir logs one.
+	if err := os.Remove(m.path("vm/100/2024-06-03T02:00:05Z")); err != nil {
+		t.Fatalf("rmdir after the log reader went: %v", err)
+	}
+	if _, err := os.ReadFile(m.path("vm/100/notes")); err != nil {
+		t.Fatalf("read after the log reader went: %v", err)
+	}
+	m.stop()
+}
+
+// TestLogReaderStalled: pbsfs's stderr is a pipe nobody reads (a pager
+// left open, a stopped tee). With --debug every request writes a log line;
+// once the pipe is full (64 KiB) a blocking write would stall each request
+// forever. pbsfs drops the lines instead and keeps serving, and SIGTERM
+// still unmounts it.
+func TestLogReaderStalled(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m := startMountLog(t, store, w, "--debug")
+	w.Close()
+	// Far more than 64 KiB of debug lines: every request logs one.
+	// (A stalled pbsfs fails the walk at the deadline; closing r at the
+	// end then lets it go on.)
+	ctx, cancel := context.WithTimeout(t.Context(), scaled(20*time.Second))
+	defer cancel()
+	for i := range 3 {
+		walk := exec.CommandContext(ctx, "find", m.dir, "-name", "*.pxar", "-prune", "-o",
+			"-type", "f", "(", "-name", "notes", "-o", "-name", "manifest.json", ")", "-exec", "cat", "{}", "+")
+		walk.WaitDelay = time.Second // cat may hang on in a stalled request
+		out, err := walk.CombinedOutput()
+		if err != nil {
+			t.Fatalf("walk %d while nobody reads pbsfs's log: %v: %.200s", i, err, out)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	_ = busy.Process.Kill()
-	_ = busy.Wait()
-	busyDone = true
-	if code := m.waitExit(exitTimeout); code != 0 {
-		t.Errorf("exit code after SIGTERM on a busy mount: %d, want 0\n%s", code, m.stderr)
-	}
-	m.checkStderr()
+	m.stop()
 }
 
 // TestExternalUnmount: `fusermount3 -u MOUNTPOINT` ends pbsfs with exit 0.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,7 +72,7 @@ func TestCheckMountpoint(t *testing.T) {
 	defer os.Chdir(wd)
 	os.Chdir(root)
 	for _, c := range cases {
-		got, err := checkMountpoint(c.path)
+		got, err := checkMountpoint(c.path, io.Discard)
 		if c.wantErr == "" {
 			if err != nil || got != c.wantPath {
 				t.Errorf("%s: got %q, %v; want %q", c.name, got, err, c.wantPath)

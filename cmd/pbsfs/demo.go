@@ -169,6 +169,7 @@ func runDemo(o demoOptions, stdout, stderr io.Writer) (err error) {
 		log:       o.log,
 		lockOwner: func() (int, int) { return -1, -1 },
 		stderr:    stderr,
+		stdout:    stdout,
 		onReady: func(_, mnt string) {
 			printTips(stdout, mnt, sum, !o.large(), o.readOnly)
 			if keep {

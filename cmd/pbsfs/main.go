@@ -122,7 +122,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if isMountForm(args) {
-		return mountFormCommand(args, stderr)
+		return mountFormCommand(args, stdout, stderr)
 	}
 	return &usageError{cmd: "pbsfs", msg: fmt.Sprintf("unknown command %q", cmd)}
 }

@@ -84,8 +84,10 @@ With auto, pbsfs asks dpkg which version is installed and checks
 /run/proxmox-backup/old-locking. Run pbsfs on the PBS host itself: the lock
 files are local to it.
 
-Stop serving with Ctrl-C or SIGTERM (pbsfs unmounts, lazily if the mount is
-busy) or by unmounting: fusermount3 -u MOUNTPOINT. Logs go to stderr.
+Stop serving with Ctrl-C, SIGTERM or SIGHUP (also sent when the terminal or
+ssh session pbsfs runs in goes away): pbsfs unmounts, lazily if the mount is
+busy, and exits 0; a second signal makes it exit at once. Or unmount:
+fusermount3 -u MOUNTPOINT. Logs go to stderr.
 
 mount(8) and fstab run pbsfs as 'pbsfs DATASTORE MOUNTPOINT -o OPTIONS', with
 each option above as NAME[=VALUE] (ro, allow_other, keyfile=FILE, ...); pbsfs
@@ -123,12 +125,13 @@ type mountOptions struct {
 	lockOwner    func() (int, int)                           // nil = lock.BackupOwner
 	onReady      func(storePath, mountpoint string)          // after the mount is up (demo prints its tips)
 	cleanupAge   time.Duration                               // group-directory temp files younger than this are left at start (see datastore.CleanupTemps)
-	stderr       io.Writer
+	stderr       io.Writer                                   // messages and the log (through a logWriter while serving)
+	stdout       io.Writer                                   // where a failing stderr is reported once; may be nil
 }
 
 func mountCommand(args []string, stdout, stderr io.Writer) error {
 	const cmd = "pbsfs mount"
-	o := mountOptions{stderr: stderr}
+	o := mountOptions{stderr: stderr, stdout: stdout}
 	fs := mountFlags(cmd, &o)
 	pos, err := parseArgs(fs, cmd, mountHelp, args, stdout)
 	if err != nil {
@@ -254,7 +257,7 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 	if err != nil {
 		return nil, "", err
 	}
-	mnt, err = checkMountpoint(o.mountpoint)
+	mnt, err = checkMountpoint(o.mountpoint, o.stderr)
 	if err != nil {
 		return nil, "", err
 	}
@@ -304,17 +307,27 @@ func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt 
 
 // serve mounts and serves until unmounted.
 func serve(o mountOptions) error {
+	// Catch SIGHUP, SIGINT and SIGTERM from the start: one that arrives
+	// while the store is opened or the mount set up is acted on as soon as
+	// serving begins (it unmounts at once), instead of killing the process
+	// and leaving a dead mount behind. SIGPIPE is ignored from here on.
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
+	// Messages and log lines never block or fail the mount (logWriter). In
+	// the background (mount(8) form) stderr is /dev/null once the mount is
+	// ready, and the log goes to syslog or --log-file.
+	if o.background == nil {
+		lw := newLogWriter(o.stderr, o.stdout)
+		defer lw.Close(logFlushTimeout)
+		o.stderr = lw
+	}
+	stopStatus := handleStatus(o.stderr) // kill -USR1: a status line
+	defer stopStatus()
 	log, closeLog, err := openLogger(o.log, o.stderr, o.background != nil)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	// Catch SIGINT and SIGTERM from the start: one that arrives while the
-	// store is opened or the mount set up is acted on as soon as serving
-	// begins (it unmounts at once), instead of killing the process and
-	// leaving a dead mount behind.
-	sigs := notifySignals()
-	defer signal.Stop(sigs)
 	sd := &systemdNotifier{log: log}
 	defer sd.stopping()
 	store, mnt, err := o.openStore(log)
@@ -400,9 +413,17 @@ func serve(o mountOptions) error {
 		}
 		log.Info("unmounted", "mountpoint", mnt)
 	case <-force:
-		// Detached lazily and told to go: closing the FUSE device (on
-		// exit) aborts the connection for the processes still inside.
-		log.Info("exiting with the detached mount still in use", "mountpoint", mnt)
+		// Told to go while unmounting, or detached lazily and still in
+		// use: closing the FUSE device (on exit) aborts the connection for
+		// the processes still inside. A mount not detached yet (the
+		// unmount still runs or failed) is detached now, so that no dead
+		// mount is left behind.
+		if isMountpoint(mnt) {
+			if _, err := unmount(mnt, log); err != nil {
+				fmt.Fprintf(o.stderr, "pbsfs: cannot unmount %s: %v; unmount it with: fusermount3 -u %s\n", mnt, err, mnt)
+			}
+		}
+		log.Info("exiting with the mount still in use", "mountpoint", mnt)
 		forced = true
 	}
 	return nil
@@ -419,6 +440,10 @@ func mountOptionsFor(storePath string, o mountOptions) []fuse.MountOption {
 	}
 	return opts
 }
+
+// logFlushTimeout bounds how long pbsfs waits at exit for queued log lines
+// to be written (a log reader that stopped reading gets no more).
+const logFlushTimeout = 2 * time.Second
 
 // cleanupTemps removes temp files a killed pbsfs left in the store, in the
 // background, under the manifest locks in snapshot directories and checking

@@ -53,12 +53,12 @@ func isMountForm(args []string) bool {
 }
 
 // mountFormCommand mounts as mount(8) asks, in the background unless -f.
-func mountFormCommand(args []string, stderr io.Writer) error {
+func mountFormCommand(args []string, stdout, stderr io.Writer) error {
 	if os.Getenv("PATH") == "" {
 		// mount(8) runs its helpers without PATH; pbsfs runs fusermount3.
 		os.Setenv("PATH", defaultPath)
 	}
-	o := mountOptions{stderr: stderr}
+	o := mountOptions{stderr: stderr, stdout: stdout}
 	fs := mountFlags(mountFormCmd, &o)
 	foreground, err := parseMountForm(fs, &o, args)
 	if err != nil {
