@@ -249,7 +249,19 @@ func TestOpenPxarDamaged(t *testing.T) {
 	if err := os.Remove(chunk); err != nil {
 		t.Fatal(err)
 	}
-	s.arch.cache = newChunkCache(DefaultChunkCache) // forget what was decoded
+	// A second store over the same directory has decoded nothing yet (the
+	// first one's cache may hold the chunk, and its read-ahead may still
+	// be running).
+	s = openArchiveStore(t, s.Path(), ArchiveOptions{Enabled: true})
+	if arch, _, _, err = s.OpenPxar(sn, "root.pxar"); err != nil {
+		t.Fatal(err)
+	}
+	if root, err = arch.Root(); err != nil {
+		t.Fatal(err)
+	}
+	if big, err = arch.Lookup(root, "big.bin"); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 4096)
 	if _, err := arch.ReadAt(big, buf, 150000-100); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("read over a missing chunk: %v", err)
