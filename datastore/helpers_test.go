@@ -38,7 +38,8 @@ type helperArgs struct {
 	Scheme   lock.Scheme
 	LockDir  string
 	Snapshot Snapshot
-	Kind     string // hold: snapshot-shared, snapshot-excl, manifest, group
+	Kind     string // hold: snapshot-shared, snapshot-excl, manifest, group, file (a plain flock of Raw)
+	Raw      string // hold/file: the file to flock, as a writer flocks its temp file
 	Key      string // update: unprotected key
 	Count    int
 }
@@ -50,6 +51,18 @@ func runHelper(mode, arg string) error {
 	}
 	switch mode {
 	case "hold":
+		if a.Kind == "file" {
+			f, err := os.Open(a.Raw)
+			if err != nil {
+				return err
+			}
+			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+				return err
+			}
+			fmt.Println("ready")
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			return f.Close()
+		}
 		locker, err := lock.New(lock.Config{Scheme: a.Scheme, Dir: a.LockDir, Store: "test", Base: a.Base, UID: -1, GID: -1})
 		if err != nil {
 			return err
@@ -111,7 +124,20 @@ func helperCmd(t testing.TB, mode string, a helperArgs) *exec.Cmd {
 // until the test ends (or release is called).
 func holdLock(t *testing.T, s *Store, sn Snapshot, kind string) (release func()) {
 	t.Helper()
-	cmd := helperCmd(t, "hold", helperArgs{Base: s.Path(), Scheme: s.locker.Scheme(), LockDir: s.lockDir, Snapshot: sn, Kind: kind})
+	return startHolder(t, helperArgs{Base: s.Path(), Scheme: s.locker.Scheme(), LockDir: s.lockDir, Snapshot: sn, Kind: kind})
+}
+
+// holdFlock starts a second process that flocks the file at p, as a live
+// writer (of this or another pbsfs) holds its temp file.
+func holdFlock(t *testing.T, p string) (release func()) {
+	t.Helper()
+	return startHolder(t, helperArgs{Kind: "file", Raw: p})
+}
+
+func startHolder(t *testing.T, a helperArgs) (release func()) {
+	t.Helper()
+	kind := a.Kind
+	cmd := helperCmd(t, "hold", a)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -114,12 +114,23 @@ func TestLocksHeldByAnotherProcess(t *testing.T) {
 			}
 
 			release := holdLock(t, s, sn, "manifest")
+			// rmdir (PBS's forget) needs the manifest lock too, not only
+			// the snapshot lock: tried alongside the notes update, so both
+			// waits overlap.
+			removed := make(chan error, 1)
+			go func() { removed <- s.RemoveSnapshot(context.Background(), sn) }()
 			start := time.Now()
 			err := s.SetNotes(context.Background(), sn, "never")
 			if !errors.Is(err, ErrLockTimeout) {
 				t.Errorf("manifest lock held: %v, want ErrLockTimeout", err)
 			}
 			t.Logf("notes update gave up after %v", time.Since(start).Round(time.Millisecond))
+			if err := <-removed; !errors.Is(err, ErrLockTimeout) {
+				t.Errorf("manifest lock held: remove = %v, want ErrLockTimeout", err)
+			}
+			if _, err := os.Stat(filepath.Join(s.Path(), sn.Dir(), ManifestName)); err != nil {
+				t.Fatalf("snapshot removed while another process held its manifest lock: %v", err)
+			}
 			if got := loadRaw(t, s, sn).Notes(); got != "during snapshot-excl" {
 				t.Errorf("notes changed while the manifest lock was held: %q", got)
 			}
@@ -198,6 +209,43 @@ func TestNoLostUpdates(t *testing.T) {
 				t.Error("original unprotected key lost")
 			}
 			assertNoTemps(t, filepath.Join(s.Path(), sn.Dir()))
+		})
+	}
+}
+
+// TestRemoveSnapshotGoneMeanwhile: a snapshot another process forgets while
+// our rmdir waits for its manifest lock is reported as not found, not as
+// removed by us.
+func TestRemoveSnapshotGoneMeanwhile(t *testing.T) {
+	for _, scheme := range schemes {
+		t.Run(string(scheme), func(t *testing.T) {
+			s := newStore(t, scheme)
+			sn := snap(nil, "vm", "100", testTime)
+			addSnapshot(t, s, sn, "x")
+			release := holdLock(t, s, sn, "manifest")
+			removed := make(chan error, 1)
+			go func() { removed <- s.RemoveSnapshot(context.Background(), sn) }()
+			// Wait until the remove holds the snapshot lock (so it is past
+			// its first look and waits for the manifest lock).
+			for {
+				probe, err := s.locker.LockSnapshot(sn.lockPath(), false)
+				if err != nil {
+					break
+				}
+				probe.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+			// The other process forgets it, then lets go of its lock.
+			must(t, os.RemoveAll(filepath.Join(s.Path(), sn.Dir())))
+			release()
+			if err := <-removed; !errors.Is(err, ErrNotFound) {
+				t.Errorf("remove of a snapshot gone meanwhile = %v, want ErrNotFound", err)
+			}
+			// Gone between the last look and the removal: not a success
+			// either.
+			if err := s.removeAllRel(sn.Dir()); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("removeAllRel of a missing directory = %v, want ENOENT", err)
+			}
 		})
 	}
 }
