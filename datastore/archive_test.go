@@ -270,6 +270,12 @@ func TestArchiveDamagedChunks(t *testing.T) {
 			b[len(b)-1] ^= 0x40
 			os.WriteFile(p, b, 0o644)
 		}, "CRC"},
+		{"crc field", func(t *testing.T, p string) {
+			// Only the stored CRC is wrong: payload and digest are fine.
+			b, _ := os.ReadFile(p)
+			b[8] ^= 0x40
+			os.WriteFile(p, b, 0o644)
+		}, "CRC"},
 		{"wrong content", func(t *testing.T, p string) {
 			// A valid blob with the right CRC but other data.
 			raw, _ := manifest.EncodeBlob(bytes.Repeat([]byte("x"), 100), true)
@@ -901,5 +907,42 @@ func TestArchiveMemoryReuseUnderConcurrency(t *testing.T) {
 				t.Error("no chunk memory came back to the pool")
 			}
 		})
+	}
+}
+
+// TestArchiveChunkShorterThanIndex: an index entry that claims more bytes
+// than its chunk holds (here the second entry names the first, 5000-byte
+// chunk for 7000 bytes) must not serve the short chunk's bytes, nor bytes
+// from beyond it, as the range it claims.
+func TestArchiveChunkShorterThanIndex(t *testing.T) {
+	s := openArchiveStore(t, "", ArchiveOptions{Enabled: true})
+	sn := snap(nil, "ct", "101", testTime)
+	must(t, s.CreateGroup(sn.Group, "root@pam"))
+	short := bytes.Repeat([]byte("short chunk "), 500)[:5000]
+	digest, err := s.InsertChunk(short, nil)
+	must(t, err)
+	dx := &index.Dynamic{Ctime: 1717596121, Entries: []index.DynamicEntry{{End: 5000, Digest: digest}, {End: 12000, Digest: digest}}}
+	csum, size := dx.ComputeCsum()
+	fi := manifest.FileInfo{Filename: "root.pxar.didx", CryptMode: manifest.CryptNone, Size: size, Csum: fmt.Sprintf("%x", csum)}
+	bt, _ := time.Parse(time.RFC3339, testTime)
+	m, err := manifest.New("ct", "101", bt.Unix(), []manifest.FileInfo{fi})
+	must(t, err)
+	must(t, s.WriteSnapshot(sn, m, map[string][]byte{fi.Filename: dx.Encode()}))
+
+	a, err := s.OpenArchive(sn, "root.pxar")
+	must(t, err)
+	if v, err := view(a, 0, 5000); err != nil || !bytes.Equal(v, short) {
+		t.Fatalf("the first entry, which is right: %v", err)
+	}
+	for _, r := range [][2]int64{{5000, 100}, {11000, 1000}, {4000, 3000}} {
+		v, err := view(a, r[0], int(r[1]))
+		if !errors.Is(err, ErrCorrupt) || v != nil || !strings.Contains(err.Error(), "wrong length") {
+			t.Errorf("view %v: %d bytes, %v; want ErrCorrupt for the wrong length", r, len(v), err)
+		}
+	}
+	buf := make([]byte, 12000)
+	n, err := a.ReadAt(buf, 0)
+	if !errors.Is(err, ErrCorrupt) || n != 5000 {
+		t.Errorf("ReadAt over both entries: %d bytes, %v; want the 5000 verified ones and ErrCorrupt", n, err)
 	}
 }
