@@ -161,6 +161,19 @@ type Buffers interface {
 	Put(b []byte)
 }
 
+// Budget bounds the memory that concurrent decodes reserve for their
+// output, for a whole process: Buffers that also implement Budget have
+// each decode reserve its output bound (up to MaxBlobSize for a crafted
+// frame header) before allocating it, and give the reservation back when
+// the decode is done; what does not fit fails with ErrNoMemory at once,
+// without allocating. *golang.org/x/sync/semaphore.Weighted implements it.
+// Reservations are not waited for: a decode holds a buffer while it
+// reserves, and waiting would let two of them starve each other.
+type Budget interface {
+	TryAcquire(n int64) bool
+	Release(n int64)
+}
+
 // heapBuffers allocates every buffer and lets the garbage collector take
 // them back.
 type heapBuffers struct{}
@@ -270,14 +283,23 @@ var sharedCodec = sync.OnceValues(func() (*codec, error) {
 		return nil, fmt.Errorf("manifest: create zstd encoder: %w", err)
 	}
 	dec, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(MaxBlobSize), // per-frame output and window bound
+		zstd.WithDecoderConcurrency(0),         // GOMAXPROCS block decoders, each a few hundred KiB
+		zstd.WithDecoderMaxMemory(MaxBlobSize), // per-frame output bound
+		zstd.WithDecoderMaxWindow(maxZstdWindow),
+		zstd.WithDecodeAllCapLimit(true), // never grow past the buffer decompress reserved
 	)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: create zstd decoder: %w", err)
 	}
 	return &codec{enc: enc, dec: dec}, nil
 })
+
+// maxZstdWindow bounds the window a frame header may ask for. PBS
+// compresses at level 1 (window at most 512 KiB) and our encoder with a
+// window of at most 8 MiB; single-segment frames (what a bulk encoder of a
+// known size writes) carry no window and are bounded by their content size
+// instead. The decoder would otherwise accept windows up to MaxBlobSize.
+const maxZstdWindow = 8 << 20
 
 // maxZstdBlock is the largest output of one zstd block (Block_Maximum_Size).
 const maxZstdBlock = 128 << 10
@@ -374,18 +396,33 @@ func (c *codec) decompress(payload []byte, bufs Buffers) ([]byte, error) {
 	if declared > MaxBlobSize {
 		return nil, fmt.Errorf("%w: zstd frames declare %d bytes, limit %d", ErrTooLarge, declared, MaxBlobSize)
 	}
-	if bound > MaxBlobSize {
+	clamped := bound > MaxBlobSize
+	if clamped {
 		if frames > 1 {
 			return nil, fmt.Errorf("%w: %d zstd frames may decode to %d bytes, limit %d", ErrTooLarge, frames, bound, MaxBlobSize)
 		}
 		bound = MaxBlobSize
 	}
-	buf := bufs.Get(int(bound) + 64)
+	need := int(bound) + 64
+	if b, ok := bufs.(Budget); ok {
+		if !b.TryAcquire(int64(need)) {
+			return nil, fmt.Errorf("%w: %d bytes for the output of a %d-byte zstd payload", ErrNoMemory, need, len(payload))
+		}
+		defer b.Release(int64(need))
+	}
+	buf := bufs.Get(need)
 	out, err := c.dec.DecodeAll(payload, buf[:0])
 	if err != nil {
 		bufs.Put(buf)
-		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
-			return nil, fmt.Errorf("%w: zstd payload decodes to more than %d bytes (or needs a larger window): %w", ErrTooLarge, MaxBlobSize, err)
+		switch {
+		case errors.Is(err, zstd.ErrWindowSizeExceeded):
+			return nil, fmt.Errorf("%w: zstd frame needs a window larger than %d bytes: %w", ErrTooLarge, maxZstdWindow, err)
+		case errors.Is(err, zstd.ErrDecoderSizeExceeded) && clamped:
+			return nil, fmt.Errorf("%w: zstd payload decodes to more than %d bytes: %w", ErrTooLarge, MaxBlobSize, err)
+		case errors.Is(err, zstd.ErrDecoderSizeExceeded):
+			// More output than its own headers allow (the buffer is the
+			// scanned bound and the decoder may not grow it).
+			return nil, fmt.Errorf("%w: zstd payload decodes to more than its headers declare (%d bytes): %w", ErrCorrupt, bound, err)
 		}
 		return nil, fmt.Errorf("%w: zstd decode of %d-byte payload: %w", ErrCorrupt, len(payload), err)
 	}

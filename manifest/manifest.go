@@ -215,12 +215,23 @@ func normalizeCsum(s string) (string, error) {
 }
 
 // Load decodes a raw index.json.blob (CRC checked) and parses it.
-func Load(blobRaw []byte) (*Manifest, error) {
-	data, err := DecodeBlob(blobRaw)
+func Load(blobRaw []byte) (*Manifest, error) { return LoadWith(blobRaw, heapBuffers{}) }
+
+// LoadWith is Load decoding into memory from bufs (and within their Budget,
+// if they carry one); the decoded text goes back to bufs once parsed.
+func LoadWith(blobRaw []byte, bufs Buffers) (*Manifest, error) {
+	b, err := ParseBlob(blobRaw)
+	if err != nil {
+		return nil, fmt.Errorf("load manifest: %w", err)
+	}
+	data, buf, err := b.DecodeInto(nil, bufs)
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}
 	m, err := Parse(data)
+	if buf != nil {
+		bufs.Put(buf) // Parse copies what it keeps
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}
