@@ -660,11 +660,11 @@ func TestChunkCacheBound(t *testing.T) {
 // A chunk's memory goes back to the pool only when the cache has dropped
 // it and every reader has released it: never while someone reads it.
 func TestChunkCacheReferences(t *testing.T) {
-	pool := newBufPool(1 << 20)
+	pool := newBufPool(1<<20, newMemBudget(1<<30))
 	c := newChunkCache(100)
 	mk := func(fill byte) func() (*chunk, error) {
 		return func() (*chunk, error) {
-			buf := pool.Get(40)[:40]
+			buf := mustGet(t, pool, 40)[:40]
 			for i := range buf {
 				buf[i] = fill
 			}
@@ -696,7 +696,7 @@ func TestChunkCacheReferences(t *testing.T) {
 	// Its memory is not handed out while the reader holds it.
 	poolled, _ := pool.held()
 	for range poolled {
-		b := pool.Get(40)[:40]
+		b := mustGet(t, pool, 40)[:40]
 		if &b[0] == &held.data[0] {
 			t.Fatal("memory of a chunk in use lent out")
 		}
@@ -719,21 +719,21 @@ func TestChunkCacheReferences(t *testing.T) {
 }
 
 func TestBufPool(t *testing.T) {
-	p := newBufPool(100 << 10)
-	a := p.Get(40000)
+	p := newBufPool(100<<10, newMemBudget(1<<30))
+	a := mustGet(t, p, 40000)
 	if cap(a) < 40000 || len(a) != 0 {
 		t.Fatalf("Get: len %d cap %d", len(a), cap(a))
 	}
 	p.Put(a)
-	if b := p.Get(39000); &b[:1][0] != &a[:1][0] {
+	if b := mustGet(t, p, 39000); &b[:1][0] != &a[:1][0] {
 		t.Error("a fitting free buffer was not reused")
 	}
 	p.Put(a)
-	if b := p.Get(10000); &b[:1][0] == &a[:1][0] {
+	if b := mustGet(t, p, 10000); &b[:1][0] == &a[:1][0] {
 		t.Error("a buffer four times too large was lent (wasting memory)")
 	}
 	// The limit: the oldest free buffers go.
-	p = newBufPool(10 << 10)
+	p = newBufPool(10<<10, newMemBudget(1<<30))
 	for range 5 {
 		p.Put(make([]byte, 0, 4<<10))
 	}
@@ -945,4 +945,11 @@ func TestArchiveChunkShorterThanIndex(t *testing.T) {
 	if !errors.Is(err, ErrCorrupt) || n != 5000 {
 		t.Errorf("ReadAt over both entries: %d bytes, %v; want the 5000 verified ones and ErrCorrupt", n, err)
 	}
+}
+
+func mustGet(t testing.TB, p *bufPool, n int) []byte {
+	t.Helper()
+	b, err := p.Get(n)
+	must(t, err)
+	return b
 }

@@ -154,32 +154,23 @@ func (b *Blob) Decode() ([]byte, error) {
 
 // Buffers lends the memory a decode writes into, so that a reader of many
 // chunks can reuse it instead of allocating (and zeroing) megabytes per
-// chunk. Get returns a slice of length 0 and capacity at least n; Put takes
-// back one that nothing uses any more.
+// chunk, and a process can bound what its decodes hold at once. Get returns
+// a slice of length 0 and capacity at least n, or an error (wrapping
+// ErrNoMemory when a memory budget is spent), which the decode returns
+// wrapped without decoding; Put takes back one that nothing uses any more.
+// A decode asks for its output before decoding, as much as the frame
+// headers allow (up to MaxBlobSize for a crafted header).
 type Buffers interface {
-	Get(n int) []byte
+	Get(n int) ([]byte, error)
 	Put(b []byte)
-}
-
-// Budget bounds the memory that concurrent decodes reserve for their
-// output, for a whole process: Buffers that also implement Budget have
-// each decode reserve its output bound (up to MaxBlobSize for a crafted
-// frame header) before allocating it, and give the reservation back when
-// the decode is done; what does not fit fails with ErrNoMemory at once,
-// without allocating. *golang.org/x/sync/semaphore.Weighted implements it.
-// Reservations are not waited for: a decode holds a buffer while it
-// reserves, and waiting would let two of them starve each other.
-type Budget interface {
-	TryAcquire(n int64) bool
-	Release(n int64)
 }
 
 // heapBuffers allocates every buffer and lets the garbage collector take
 // them back.
 type heapBuffers struct{}
 
-func (heapBuffers) Get(n int) []byte { return make([]byte, 0, n) }
-func (heapBuffers) Put([]byte)       {}
+func (heapBuffers) Get(n int) ([]byte, error) { return make([]byte, 0, n), nil }
+func (heapBuffers) Put([]byte)                {}
 
 // DecodeInto is DecodeWith writing into memory from bufs. It returns the
 // plain data and buf, the buffer from bufs that holds it, which the caller
@@ -403,14 +394,10 @@ func (c *codec) decompress(payload []byte, bufs Buffers) ([]byte, error) {
 		}
 		bound = MaxBlobSize
 	}
-	need := int(bound) + 64
-	if b, ok := bufs.(Budget); ok {
-		if !b.TryAcquire(int64(need)) {
-			return nil, fmt.Errorf("%w: %d bytes for the output of a %d-byte zstd payload", ErrNoMemory, need, len(payload))
-		}
-		defer b.Release(int64(need))
+	buf, err := bufs.Get(int(bound) + 64)
+	if err != nil {
+		return nil, fmt.Errorf("output buffer for a %d-byte zstd payload: %w", len(payload), err)
 	}
-	buf := bufs.Get(need)
 	out, err := c.dec.DecodeAll(payload, buf[:0])
 	if err != nil {
 		bufs.Put(buf)

@@ -52,8 +52,8 @@ var (
 	// different after the update. This indicates a bug, never bad input.
 	// (Addition.)
 	ErrSignedChanged = errors.New("signed part of manifest changed during update")
-	// ErrNoMemory: the memory a decode must reserve for its output did not
-	// fit in what is left of the Budget its Buffers carry. Not corruption:
-	// the same blob may decode once other decodes are done. (Addition.)
+	// ErrNoMemory is for Buffers whose memory budget is spent: a decode
+	// whose Get fails with it did not decode anything. Not corruption: the
+	// same blob may decode once other decodes are done. (Addition.)
 	ErrNoMemory = errors.New("decode memory budget exhausted")
 )
