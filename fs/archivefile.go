@@ -56,7 +56,7 @@ func newArchiveFile(f *FS, d *snapDir, name string) *archiveFile {
 func (n *archiveFile) archive(st datastore.Stamp) (*datastore.Archive, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.arch != nil && sameFile(n.arch.Stamp(), st) {
+	if n.arch != nil && n.arch.Stamp().ID() == st.ID() {
 		return n.arch, nil
 	}
 	a, err := n.fs.store.OpenArchive(n.sn, n.name)

@@ -15,9 +15,9 @@ import (
 // from owner): the content only changes when that file's stamp does.
 type contentCache struct {
 	mu   sync.Mutex
-	last fileKey // the content the kernel may have cached
+	last datastore.FileID // the content the kernel may have cached (40 bytes, not a whole Stamp's 100)
 	seen bool
-	// attr is the digest (stampDigest) of the file the attributes last
+	// attr is the digest (datastore.FileID.Digest) of the file the attributes last
 	// given to the kernel came from (0: none): the kernel cuts page-cache
 	// reads at the size it has, so the page cache is only used for the
 	// content those attributes describe.
@@ -28,19 +28,8 @@ type contentCache struct {
 // kernel; every Attr of a node with a contentCache calls it.
 func (c *contentCache) sawAttr(st datastore.Stamp) {
 	c.mu.Lock()
-	c.attr = stampDigest(st)
+	c.attr = st.ID().Digest()
 	c.mu.Unlock()
-}
-
-// fileKey is what sameFile compares of a stamp, in 40 bytes instead of a
-// whole Stamp's 100 (there is one per manifest.json of a walked store).
-type fileKey struct {
-	dev, ino           uint64
-	size, mtime, ctime int64
-}
-
-func keyOf(st datastore.Stamp) fileKey {
-	return fileKey{st.Dev, st.Ino, st.Size, st.Mtime.UnixNano(), st.Ctime.UnixNano()}
 }
 
 // openFlags returns the open flags for content with stamp st:
@@ -55,9 +44,9 @@ func keyOf(st datastore.Stamp) fileKey {
 func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFlags, changed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := keyOf(st)
+	k := st.ID()
 	switch {
-	case stampDigest(st) != c.attr:
+	case st.ID().Digest() != c.attr:
 		c.last, c.seen = k, true
 		return fuse.OpenDirectIO, true
 	case !c.seen:

@@ -71,7 +71,7 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 		if err != nil {
 			return nil, n.fs.errno("open "+n.display(), err)
 		}
-		if stampDigest(loaded) != stampDigest(st) {
+		if loaded.ID().Digest() != st.ID().Digest() {
 			// Replaced between the stat and the load: serve what was
 			// loaded, as a file that changed (DirectIO, invalidation).
 			flags, changed = n.cache.openFlags(loaded)
@@ -124,7 +124,7 @@ func (h *manifestHandle) load() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if stampDigest(st) != stampDigest(h.st) {
+	if st.ID().Digest() != h.st.ID().Digest() {
 		return nil, fmt.Errorf("%s was replaced since it was opened: %w", h.n.display(), datastore.ErrStale)
 	}
 	h.data = data

@@ -281,7 +281,7 @@ type dirBase struct {
 	nodeBase
 	kids children
 
-	// seen is the digest (stampDigest) of the directory's stamp as last
+	// seen is the digest (datastore.FileID.Digest) of the directory's stamp as last
 	// handed to the kernel or checked by the revalidator; 0 before either.
 	seen atomic.Uint64
 }
@@ -309,7 +309,7 @@ func (d *dirBase) attrOf(self dirNode, a *fuse.Attr) error {
 		return d.fs.errno("stat "+d.display(), err)
 	}
 	d.fs.dirAttr(a, d.ino, st)
-	d.seen.Store(stampDigest(st))
+	d.seen.Store(st.ID().Digest())
 	return nil
 }
 
@@ -478,14 +478,6 @@ func (f *FS) fileAttr(a *fuse.Attr, ino uint64, size int, st datastore.Stamp, wr
 	a.Uid, a.Gid = st.UID, st.GID
 	a.Mtime, a.Ctime, a.Atime = st.Mtime, st.Ctime, st.Mtime
 	a.BlockSize = 4096
-}
-
-// sameFile reports whether two stamps describe the same content of the same
-// file (the datastore replaces files by rename, so a change gives a new inode
-// or at least a new size, mtime or ctime).
-func sameFile(a, b datastore.Stamp) bool {
-	return a.Dev == b.Dev && a.Ino == b.Ino && a.Size == b.Size &&
-		a.Mtime.Equal(b.Mtime) && a.Ctime.Equal(b.Ctime)
 }
 
 // writable reports whether open flags ask for write access.
