@@ -16,7 +16,7 @@ import (
 //
 //  1. the snapshot lock, exclusive and non-blocking (ErrInUse while a
 //     backup, restore, verify or sync holds it);
-//  2. the manifest lock (waits up to lock.ManifestTimeout; ErrLockTimeout,
+//  2. the manifest lock (waits up to lock.ManifestTimeout; ErrLockUnavailable,
 //     or ErrInterrupted when ctx ends first);
 //  3. under both locks, check again that the snapshot is there (ErrNotFound
 //     if another process removed it meanwhile), then refuse if .protected

@@ -121,12 +121,12 @@ func TestLocksHeldByAnotherProcess(t *testing.T) {
 			go func() { removed <- s.RemoveSnapshot(context.Background(), sn) }()
 			start := time.Now()
 			err := s.SetNotes(context.Background(), sn, "never")
-			if !errors.Is(err, ErrLockTimeout) {
-				t.Errorf("manifest lock held: %v, want ErrLockTimeout", err)
+			if !errors.Is(err, ErrLockUnavailable) {
+				t.Errorf("manifest lock held: %v, want ErrLockUnavailable", err)
 			}
 			t.Logf("notes update gave up after %v", time.Since(start).Round(time.Millisecond))
-			if err := <-removed; !errors.Is(err, ErrLockTimeout) {
-				t.Errorf("manifest lock held: remove = %v, want ErrLockTimeout", err)
+			if err := <-removed; !errors.Is(err, ErrLockUnavailable) {
+				t.Errorf("manifest lock held: remove = %v, want ErrLockUnavailable", err)
 			}
 			if _, err := os.Stat(filepath.Join(s.Path(), sn.Dir(), ManifestName)); err != nil {
 				t.Fatalf("snapshot removed while another process held its manifest lock: %v", err)
@@ -135,14 +135,14 @@ func TestLocksHeldByAnotherProcess(t *testing.T) {
 				t.Errorf("notes changed while the manifest lock was held: %q", got)
 			}
 			// An interrupted wait (the FUSE request's context) ends it at
-			// once: ErrInterrupted, not ErrLockTimeout, nothing changed.
+			// once: ErrInterrupted, not ErrLockUnavailable, nothing changed.
 			for what, op := range map[string]func(context.Context) error{
 				"notes":  func(ctx context.Context) error { return s.SetNotes(ctx, sn, "never") },
 				"remove": func(ctx context.Context) error { return s.RemoveSnapshot(ctx, sn) },
 			} {
 				ctx, cancel := context.WithCancel(context.Background())
 				time.AfterFunc(20*time.Millisecond, cancel)
-				if err := op(ctx); !errors.Is(err, ErrInterrupted) || errors.Is(err, ErrLockTimeout) {
+				if err := op(ctx); !errors.Is(err, ErrInterrupted) || errors.Is(err, ErrLockUnavailable) {
 					t.Errorf("%s: wait for the manifest lock interrupted: %v, want ErrInterrupted", what, err)
 				}
 			}

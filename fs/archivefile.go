@@ -93,7 +93,7 @@ func (n *archiveFile) Attr(ctx context.Context, a *fuse.Attr) error {
 
 func (n *archiveFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
-		return nil, n.denied()
+		return nil, n.notWritable()
 	}
 	_, st, err := n.fs.store.StatArchive(n.sn, n.name)
 	if err != nil {

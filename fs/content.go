@@ -90,9 +90,9 @@ type readOnlyFile struct {
 	nodeBase
 }
 
-// denied is EROFS in a read-only mount, else EACCES: the file is read-only
-// (mode 0444), whoever asks.
-func (n *readOnlyFile) denied() error {
+// notWritable is the errno for any change of a read-only file: EROFS in a
+// read-only mount, else EACCES (the file is mode 0444, whoever asks).
+func (n *readOnlyFile) notWritable() error {
 	if n.fs.ro {
 		return n.fs.readOnlyErr()
 	}
@@ -102,7 +102,7 @@ func (n *readOnlyFile) denied() error {
 // Setattr refuses everything, times included: nothing of these files can be
 // changed.
 func (n *readOnlyFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
-	return n.denied()
+	return n.notWritable()
 }
 
 // Access answers access(2) when the kernel does not check permissions
@@ -110,7 +110,7 @@ func (n *readOnlyFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, re
 // that editors and `test -w` see the file as read-only before trying.
 func (n *readOnlyFile) Access(ctx context.Context, req *fuse.AccessRequest) error {
 	if req.Mask&accessWrite != 0 {
-		return n.denied()
+		return n.notWritable()
 	}
 	return nil
 }

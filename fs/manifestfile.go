@@ -58,7 +58,7 @@ func (n *manifestFile) Attr(ctx context.Context, a *fuse.Attr) error {
 // open. Otherwise the JSON is loaded now, as the kernel will read it.
 func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
-		return nil, n.denied()
+		return nil, n.notWritable()
 	}
 	st, err := n.fs.store.ManifestStamp(n.d.sn)
 	if err != nil {

@@ -375,9 +375,9 @@ func (d *dirBase) dirent(name string, typ fuse.DirentType) fuse.Dirent {
 	return fuse.Dirent{Inode: inodeOf(path.Join(d.rel, name)), Type: typ, Name: name}
 }
 
-// denied is the errno for a change this directory does not support: EROFS in
-// a read-only mount, else EPERM.
-func (d *dirBase) denied() error {
+// notSupported is the errno for a change this directory does not support:
+// EROFS in a read-only mount, else EPERM.
+func (d *dirBase) notSupported() error {
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
 	}
@@ -386,38 +386,38 @@ func (d *dirBase) denied() error {
 
 // Mkdir: namespaces, groups and snapshots are made by PBS, not by mkdir.
 func (d *dirBase) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Remove: the default for directories that hold nothing removable.
 func (d *dirBase) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
-	return d.denied()
+	return d.notSupported()
 }
 
 // Create: files can only be created where editors need scratch files
 // (snapshot and group directories override this).
 func (d *dirBase) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
-	return nil, nil, d.denied()
+	return nil, nil, d.notSupported()
 }
 
 // Symlink: as Create.
 func (d *dirBase) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Mknod: as Create.
 func (d *dirBase) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Link: hard links are never supported.
 func (d *dirBase) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Rename: as Create.
 func (d *dirBase) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
-	return d.denied()
+	return d.notSupported()
 }
 
 // Setattr on a directory: times are accepted and ignored (touch, cp -p and
