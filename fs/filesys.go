@@ -139,9 +139,9 @@ func New(store *datastore.Store, o Options) *FS {
 // manifest.json, owner, notes opened with OpenKeepCache): every read handler
 // is safe for concurrent use, as reads from several processes always were.
 // Direct-I/O opens (notes after a change, notes writers, scratch files) are
-// unaffected.
-// The readahead stays at 128 KiB: the kernel takes the smaller of this and
-// the mount's default window (128 KiB), so asking for more changes nothing.
+// unaffected. MaxReadahead is 128 KiB because the INIT negotiation can only
+// lower the kernel's default; the command raises the mount's read-ahead
+// afterwards through sysfs (cmd/pbsfs, --read-ahead, 1 MiB by default).
 func MountOptions(readOnly, allowOther bool) []fuse.MountOption {
 	opts := []fuse.MountOption{
 		fuse.FSName("pbsfs"),

@@ -46,27 +46,29 @@ type node interface {
 }
 
 // nodeBase is embedded by every node.
+//
+// Memory: a walk of a store with 100,000 snapshots keeps some 400,000 nodes
+// (each snapshot directory with its notes and manifest.json, and more), so
+// every byte a node or directory carries costs about 0.4 MB there. That is
+// why the fields below and in children are as small as they are.
 type nodeBase struct {
 	fs *FS
 	// rel is the path relative to the mount root (and to the datastore
 	// root) — for the notes, manifest.json and owner files only their name,
-	// the rest being the parent's (see relPath): a walked store keeps two
-	// such files per snapshot, and their full paths would be some 10 MB
-	// per 100,000 snapshots.
+	// the rest being the parent's (see relPath): full paths would be some
+	// 100 bytes per file.
 	rel string
 	ino uint64
 
 	// parent is the directory whose child cache holds this node under the
 	// last element of rel, which Forget removes it from; set before the
-	// node is published, so it needs no lock. (A field and not a closure:
-	// a walked store keeps hundreds of thousands of nodes.)
+	// node is published, so it needs no lock. (A field, not a closure.)
 	parent *dirBase
 
 	// primed holds the attributes computed by the lookup that returned this
 	// node, for the Attr call bazil makes right after it (see lookupChild),
-	// and is nil otherwise. A pointer rather than a field because it is
-	// needed for a moment after each lookup, while a walked store keeps
-	// hundreds of thousands of nodes, each of which would carry ~170 bytes.
+	// and is nil otherwise: a pointer, not ~170 bytes of fields, since it
+	// is needed only for a moment after each lookup.
 	primed atomic.Pointer[primedAttr]
 }
 
@@ -155,8 +157,8 @@ func newFileBase(f *FS, d *dirBase, name string) nodeBase {
 //
 // Most directories have few children (a snapshot directory two), so the
 // first fewKids live in a small slice searched linearly, and only larger
-// directories get a map: an empty Go map with one group of slots costs
-// some 300 bytes, which for 100,000 snapshot directories is 30 MB.
+// directories get a map (an empty Go map with one group of slots costs
+// some 300 bytes; see nodeBase on memory).
 type children struct {
 	mu  sync.Mutex
 	few []kid           // while there are at most fewKids children
