@@ -79,7 +79,7 @@ type Path struct {
 }
 
 // String returns "[ns/a/ns/b/]rel" (the datastore-relative directory).
-func (p Path) String() string { return filepath.Join(nsDirPath(p.NS), p.Rel) }
+func (p Path) String() string { return filepath.Join(NSDir(p.NS), p.Rel) }
 
 // Locker takes locks for one datastore in one scheme. It is immutable and
 // safe for concurrent use.
