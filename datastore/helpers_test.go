@@ -1,13 +1,11 @@
 package datastore
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
@@ -108,16 +107,14 @@ func runHelper(mode, arg string) error {
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
 
-func helperCmd(t testing.TB, mode string, a helperArgs) *exec.Cmd {
+// startHelper runs the test binary as a helper in the given mode.
+func startHelper(t testing.TB, mode string, a helperArgs) *testsupport.Proc {
 	t.Helper()
 	arg, err := json.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$", string(arg))
-	cmd.Env = append(os.Environ(), "PBSFS_DS_HELPER="+mode)
-	cmd.Stderr = os.Stderr
-	return cmd
+	return testsupport.StartHelper(t, []string{"PBSFS_DS_HELPER=" + mode}, string(arg))
 }
 
 // holdLock starts a second process that takes the given PBS lock and keeps it
@@ -136,32 +133,12 @@ func holdFlock(t *testing.T, p string) (release func()) {
 
 func startHolder(t *testing.T, a helperArgs) (release func()) {
 	t.Helper()
-	kind := a.Kind
-	cmd := helperCmd(t, "hold", a)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	p := startHelper(t, "hold", a)
+	if line := p.Line(t); line != "ready" {
+		t.Fatalf("lock helper (%s) did not get its lock: %q", a.Kind, line)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		cmd.Process.Kill()
-		t.Fatalf("lock helper (%s) did not get its lock: %q %v", kind, line, err)
-	}
-	done := false
 	release = func() {
-		if done {
-			return
-		}
-		done = true
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
+		if err := p.Release(); err != nil {
 			t.Errorf("lock helper: %v", err)
 		}
 	}

@@ -3,10 +3,8 @@ package datastore
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
@@ -79,22 +78,6 @@ func addSnapshotFile(t *testing.T, s *Store, sn Snapshot) {
 	must(t, os.WriteFile(filepath.Join(s.Path(), sn.Dir(), ManifestName), raw, 0o644))
 }
 
-// hugeFrameBlob is a valid blob whose zstd frame may decode to 128 MiB (no
-// content size, 1024 compressed blocks) and is garbage from its first block.
-func hugeFrameBlob() []byte {
-	z := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x50}
-	for i := range 1024 {
-		bh := uint32(1)<<3 | 2<<1
-		if i == 1023 {
-			bh |= 1
-		}
-		z = append(z, byte(bh), byte(bh>>8), byte(bh>>16), 0xff)
-	}
-	m := manifest.MagicCompressed()
-	out := binary.LittleEndian.AppendUint32(append([]byte(nil), m[:]...), crc32.ChecksumIEEE(z))
-	return append(out, z...)
-}
-
 // TestDecodeBudgetStore: with a decode budget smaller than what a crafted
 // frame may decode to, the manifest, blob archive and chunk holding it fail
 // as ErrIO (not corrupt: nothing was decoded), and the manifest is not
@@ -112,7 +95,7 @@ func TestDecodeBudgetStore(t *testing.T) {
 	d := writeArchives(t, s, "100", nil)
 	checkContent(t, s, d)
 
-	evil := hugeFrameBlob()
+	evil := testsupport.BombBlob(1024, false) // may decode to 128 MiB
 	// A chunk of the stream.
 	a, err := s.OpenArchive(d.sn, "root.pxar")
 	must(t, err)

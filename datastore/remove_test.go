@@ -175,14 +175,13 @@ func TestNoLostUpdates(t *testing.T) {
 			var wg sync.WaitGroup
 			errs := make(chan error, procs+1)
 			for p := 0; p < procs; p++ {
-				cmd := helperCmd(t, "update", helperArgs{Base: s.Path(), Scheme: scheme, LockDir: s.lockDir,
+				h := startHelper(t, "update", helperArgs{Base: s.Path(), Scheme: scheme, LockDir: s.lockDir,
 					Snapshot: sn, Key: fmt.Sprintf("worker-%d", p), Count: count})
-				cmd.Stderr = nil // CombinedOutput collects it
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if out, err := cmd.CombinedOutput(); err != nil {
-						errs <- fmt.Errorf("%v: %s", err, out)
+					if err := h.Release(); err != nil { // waits for it to finish (its stderr is the test's)
+						errs <- fmt.Errorf("update helper %d: %v", p, err)
 					}
 				}()
 			}

@@ -3,9 +3,7 @@ package fs
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -18,6 +16,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/index"
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
@@ -26,30 +25,6 @@ import (
 // output (blobs may have up to 128 MiB; a quarter keeps the test quick,
 // and the budget below is scaled alike).
 const evilBlocks = 256
-
-// evilZstd is a valid zstd frame built to take much more memory than its
-// size: no content size, and evilBlocks RLE blocks of 4 bytes each, each of
-// which decodes to 128 KiB: 1 KiB decodes to 32 MiB.
-func evilZstd() []byte {
-	b := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x50} // magic, no FCS/checksum, 1 MiB window
-	for i := range evilBlocks {
-		bh := uint32(128<<10)<<3 | 1<<1 // 128 KiB, RLE
-		if i == evilBlocks-1 {
-			bh |= 1 // last
-		}
-		b = append(b, byte(bh), byte(bh>>8), byte(bh>>16), '{')
-	}
-	return b
-}
-
-// evilBlob wraps evilZstd as a compressed blob with a valid CRC.
-func evilBlob() []byte {
-	payload := evilZstd()
-	m := manifest.MagicCompressed()
-	out := append([]byte(nil), m[:]...)
-	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(payload))
-	return append(out, payload...)
-}
 
 // memSampler records the peak of the Go heap (in-use spans) while it runs.
 type memSampler struct {
@@ -133,7 +108,7 @@ func TestMountMaliciousDecodesStayInBudget(t *testing.T) {
 	}
 	t.Cleanup(func() { w.Close() })
 	e := &env{t: t, ctx: t.Context(), fs: New(w, Options{}), store: w, base: base}
-	evil := evilBlob()
+	evil := testsupport.BombBlob(evilBlocks, true) // 1 KiB that decodes to 32 MiB
 	good, err := manifest.EncodeBlob(bytes.Repeat([]byte("cores: 2\n"), 100), true)
 	if err != nil {
 		t.Fatal(err)
