@@ -223,16 +223,28 @@ func TestRemoveSnapshotGoneMeanwhile(t *testing.T) {
 			addSnapshot(t, s, sn, "x")
 			release := holdLock(t, s, sn, "manifest")
 			removed := make(chan error, 1)
-			go func() { removed <- s.RemoveSnapshot(context.Background(), sn) }()
+			start := func() { go func() { removed <- s.RemoveSnapshot(context.Background(), sn) }() }
+			start()
 			// Wait until the remove holds the snapshot lock (so it is past
-			// its first look and waits for the manifest lock).
-			for {
-				probe, err := s.locker.LockSnapshot(sn.lockPath(), false)
-				if err != nil {
-					break
+			// its first look and waits for the manifest lock). A remove
+			// that tried its lock just while the probe held it gets
+			// ErrInUse and is started again.
+			for waiting := true; waiting; {
+				select {
+				case err := <-removed:
+					if !errors.Is(err, ErrInUse) {
+						t.Fatalf("remove ended before it could wait for the manifest lock: %v", err)
+					}
+					start()
+				default:
+					probe, err := s.locker.LockSnapshot(sn.lockPath(), false)
+					if err != nil {
+						waiting = false
+						break
+					}
+					probe.Unlock()
+					time.Sleep(time.Millisecond)
 				}
-				probe.Unlock()
-				time.Sleep(time.Millisecond)
 			}
 			// The other process forgets it, then lets go of its lock.
 			must(t, os.RemoveAll(filepath.Join(s.Path(), sn.Dir())))
