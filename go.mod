@@ -16,6 +16,7 @@ require (
 require (
 	github.com/dchest/siphash v1.2.3
 	github.com/minio/minio-go/v7 v7.4.1
+	golang.org/x/sync v0.25.0
 )
 
 require (

@@ -46,6 +46,10 @@ type ArchiveOptions struct {
 	// CacheBytes bounds the decoded-chunk cache; 0 = DefaultChunkCache,
 	// negative = no cache.
 	CacheBytes int64
+	// BlobCacheBytes bounds the decoded blob archives kept for further
+	// reads (by file identity, least recently used out); 0 =
+	// DefaultBlobCache, negative = none kept.
+	BlobCacheBytes int64
 }
 
 // archiveState is the store's archive configuration and chunk cache, and
@@ -54,6 +58,7 @@ type archiveState struct {
 	opts  ArchiveOptions
 	cache *chunkCache
 	pool  *bufPool                        // memory of dropped chunks, for the next loads
+	blobs *blobCache                      // decoded blob archives
 	pxar  *lru.Cache[string, *openedPxar] // opened pxar archives (pxar.go)
 
 	mu      sync.Mutex
@@ -81,12 +86,22 @@ func (st *archiveState) close() {
 	st.pending.Wait()
 }
 
-func newArchiveState(o ArchiveOptions) *archiveState {
-	limit := o.CacheBytes
-	if limit == 0 {
-		limit = DefaultChunkCache
+func newArchiveState(o ArchiveOptions, mem *memBudget) *archiveState {
+	limit, blobLimit := o.cacheLimits()
+	return &archiveState{opts: o, cache: newChunkCache(limit), pool: newBufPool(poolBytes(limit), mem), blobs: newBlobCache(blobLimit), pxar: newPxarCache()}
+}
+
+// cacheLimits returns the chunk and blob cache bounds with the defaults
+// applied.
+func (o ArchiveOptions) cacheLimits() (chunks, blobs int64) {
+	chunks, blobs = o.CacheBytes, o.BlobCacheBytes
+	if chunks == 0 {
+		chunks = DefaultChunkCache
 	}
-	return &archiveState{opts: o, cache: newChunkCache(limit), pool: newBufPool(poolBytes(limit)), pxar: newPxarCache()}
+	if blobs == 0 {
+		blobs = DefaultBlobCache
+	}
+	return chunks, blobs
 }
 
 // ArchivesEnabled reports whether archives are listed (ArchiveOptions.Enabled).
@@ -282,13 +297,15 @@ func (s *Store) archiveFileErr(op, rel string, info ArchiveInfo, err error) erro
 type Archive struct {
 	s     *Store
 	info  ArchiveInfo
+	rel   string // the archive file, relative to the store
 	path  string // absolute path of the archive file, for messages
 	stamp Stamp  // of the archive file read
 	size  int64
 
 	fixed *index.Fixed
 	dyn   *index.Dynamic
-	blob  []byte // decoded blob
+	// A blob's decoded content is not kept here, for as long as the
+	// archive is open, but in the store's bounded blob cache (blobData).
 
 	crypt      *manifest.CryptConfig // key for an encrypted archive (nil without one)
 	encrypted  bool                  // chunks must be encrypted (crypt-mode encrypt)
@@ -329,7 +346,7 @@ func (s *Store) openArchive(sn Snapshot, info ArchiveInfo) (*Archive, error) {
 	if err != nil {
 		return nil, s.archiveFileErr(op, rel, info, err)
 	}
-	a := &Archive{s: s, info: info, path: abs, stamp: st, encrypted: info.Encrypted()}
+	a := &Archive{s: s, info: info, rel: rel, path: abs, stamp: st, encrypted: info.Encrypted()}
 	a.last.Store(-2)
 	if a.encrypted {
 		a.crypt = s.arch.opts.Crypt
@@ -404,36 +421,73 @@ func manifestFingerprint(m *manifest.Manifest) (string, bool) {
 	return fp, true
 }
 
-// openBlob checks a blob file against the manifest and decodes it.
+// openBlob checks a blob file against the manifest and decodes it, for its
+// size; the content goes to the blob cache.
 func (a *Archive) openBlob(raw []byte) error {
-	const op = "open archive"
+	data, err := a.decodeBlob("open archive", raw)
+	if data != nil {
+		a.size = int64(len(data))
+	}
+	return err
+}
+
+// decodeBlob checks the blob file raw against the manifest and decodes it
+// within the decode budget, keeping the result in the blob cache. It
+// returns nil data and no error for an encrypted blob that cannot be
+// decoded (a.unreadable says why).
+func (a *Archive) decodeBlob(op string, raw []byte) ([]byte, error) {
 	if a.info.InManifest {
 		if err := a.checkRaw(raw); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	b, err := manifest.ParseBlob(raw)
 	if err != nil {
-		return wrap(op, a.path, ErrCorrupt, err)
+		return nil, wrap(op, a.path, ErrCorrupt, err)
 	}
 	if a.info.InManifest && b.Encrypted() != a.encrypted {
-		return wrap(op, a.path, ErrCorrupt, fmt.Errorf("crypt mode mismatch: manifest says %q, blob is %s", a.info.CryptMode, b.Magic))
+		return nil, wrap(op, a.path, ErrCorrupt, fmt.Errorf("crypt mode mismatch: manifest says %q, blob is %s", a.info.CryptMode, b.Magic))
 	}
 	if b.Encrypted() {
 		if a.unreadable != nil {
-			return nil
+			return nil, nil
 		}
 		if a.crypt = a.s.arch.opts.Crypt; a.crypt == nil {
 			a.unreadable = wrap(op, a.path, ErrEncrypted, errors.New("blob is encrypted and no key was given"))
-			return nil
+			return nil, nil
 		}
 	}
-	data, err := b.DecodeWith(a.crypt)
+	data, _, err := b.DecodeInto(a.crypt, budgetHeap{a.s.mem})
 	if err != nil {
-		return wrap(op, a.path, ErrCorrupt, err)
+		return nil, wrap(op, a.path, decodeErrKind(err), err)
 	}
-	a.blob, a.size = data, int64(len(data))
-	return nil
+	if data == nil {
+		data = []byte{}
+	}
+	a.s.arch.blobs.add(a.stamp.ID(), data)
+	return data, nil
+}
+
+// blobData returns a blob archive's decoded content: from the blob cache,
+// else read, checked and decoded again — from the same file that was
+// opened (ErrStale if it was replaced or changed since).
+func (a *Archive) blobData() ([]byte, error) {
+	const op = "read archive"
+	if data, ok := a.s.arch.blobs.get(a.stamp.ID()); ok {
+		return data, nil
+	}
+	raw, st, err := a.s.readRel(a.rel, maxChunkFile)
+	if err != nil {
+		return nil, a.s.archiveFileErr(op, a.rel, a.info, err)
+	}
+	if st.ID() != a.stamp.ID() {
+		return nil, wrap(op, a.path, ErrStale, errors.New("the archive file changed since it was opened"))
+	}
+	data, err := a.decodeBlob(op, raw)
+	if err == nil && data == nil {
+		err = a.unreadable
+	}
+	return data, err
 }
 
 // checkRaw compares a blob file with the manifest's size and csum.
@@ -567,8 +621,12 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 		}
 		return 0, io.EOF
 	}
-	if a.blob != nil {
-		n := copy(p, a.blob[off:])
+	if a.info.Kind == BlobArchive {
+		blob, err := a.blobData()
+		if err != nil {
+			return 0, err
+		}
+		n := copy(p, blob[off:])
 		if n < len(p) {
 			return n, io.EOF
 		}

@@ -270,6 +270,12 @@ func TestArchiveDamagedChunks(t *testing.T) {
 			b[len(b)-1] ^= 0x40
 			os.WriteFile(p, b, 0o644)
 		}, "CRC"},
+		{"crc field", func(t *testing.T, p string) {
+			// Only the stored CRC is wrong: payload and digest are fine.
+			b, _ := os.ReadFile(p)
+			b[8] ^= 0x40
+			os.WriteFile(p, b, 0o644)
+		}, "CRC"},
 		{"wrong content", func(t *testing.T, p string) {
 			// A valid blob with the right CRC but other data.
 			raw, _ := manifest.EncodeBlob(bytes.Repeat([]byte("x"), 100), true)
@@ -654,11 +660,11 @@ func TestChunkCacheBound(t *testing.T) {
 // A chunk's memory goes back to the pool only when the cache has dropped
 // it and every reader has released it: never while someone reads it.
 func TestChunkCacheReferences(t *testing.T) {
-	pool := newBufPool(1 << 20)
+	pool := newBufPool(1<<20, newMemBudget(1<<30))
 	c := newChunkCache(100)
 	mk := func(fill byte) func() (*chunk, error) {
 		return func() (*chunk, error) {
-			buf := pool.Get(40)[:40]
+			buf := mustGet(t, pool, 40)[:40]
 			for i := range buf {
 				buf[i] = fill
 			}
@@ -690,7 +696,7 @@ func TestChunkCacheReferences(t *testing.T) {
 	// Its memory is not handed out while the reader holds it.
 	poolled, _ := pool.held()
 	for range poolled {
-		b := pool.Get(40)[:40]
+		b := mustGet(t, pool, 40)[:40]
 		if &b[0] == &held.data[0] {
 			t.Fatal("memory of a chunk in use lent out")
 		}
@@ -713,21 +719,21 @@ func TestChunkCacheReferences(t *testing.T) {
 }
 
 func TestBufPool(t *testing.T) {
-	p := newBufPool(100 << 10)
-	a := p.Get(40000)
+	p := newBufPool(100<<10, newMemBudget(1<<30))
+	a := mustGet(t, p, 40000)
 	if cap(a) < 40000 || len(a) != 0 {
 		t.Fatalf("Get: len %d cap %d", len(a), cap(a))
 	}
 	p.Put(a)
-	if b := p.Get(39000); &b[:1][0] != &a[:1][0] {
+	if b := mustGet(t, p, 39000); &b[:1][0] != &a[:1][0] {
 		t.Error("a fitting free buffer was not reused")
 	}
 	p.Put(a)
-	if b := p.Get(10000); &b[:1][0] == &a[:1][0] {
+	if b := mustGet(t, p, 10000); &b[:1][0] == &a[:1][0] {
 		t.Error("a buffer four times too large was lent (wasting memory)")
 	}
 	// The limit: the oldest free buffers go.
-	p = newBufPool(10 << 10)
+	p = newBufPool(10<<10, newMemBudget(1<<30))
 	for range 5 {
 		p.Put(make([]byte, 0, 4<<10))
 	}
@@ -902,4 +908,48 @@ func TestArchiveMemoryReuseUnderConcurrency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestArchiveChunkShorterThanIndex: an index entry that claims more bytes
+// than its chunk holds (here the second entry names the first, 5000-byte
+// chunk for 7000 bytes) must not serve the short chunk's bytes, nor bytes
+// from beyond it, as the range it claims.
+func TestArchiveChunkShorterThanIndex(t *testing.T) {
+	s := openArchiveStore(t, "", ArchiveOptions{Enabled: true})
+	sn := snap(nil, "ct", "101", testTime)
+	must(t, s.CreateGroup(sn.Group, "root@pam"))
+	short := bytes.Repeat([]byte("short chunk "), 500)[:5000]
+	digest, err := s.InsertChunk(short, nil)
+	must(t, err)
+	dx := &index.Dynamic{Ctime: 1717596121, Entries: []index.DynamicEntry{{End: 5000, Digest: digest}, {End: 12000, Digest: digest}}}
+	csum, size := dx.ComputeCsum()
+	fi := manifest.FileInfo{Filename: "root.pxar.didx", CryptMode: manifest.CryptNone, Size: size, Csum: fmt.Sprintf("%x", csum)}
+	bt, _ := time.Parse(time.RFC3339, testTime)
+	m, err := manifest.New("ct", "101", bt.Unix(), []manifest.FileInfo{fi})
+	must(t, err)
+	must(t, s.WriteSnapshot(sn, m, map[string][]byte{fi.Filename: dx.Encode()}))
+
+	a, err := s.OpenArchive(sn, "root.pxar")
+	must(t, err)
+	if v, err := view(a, 0, 5000); err != nil || !bytes.Equal(v, short) {
+		t.Fatalf("the first entry, which is right: %v", err)
+	}
+	for _, r := range [][2]int64{{5000, 100}, {11000, 1000}, {4000, 3000}} {
+		v, err := view(a, r[0], int(r[1]))
+		if !errors.Is(err, ErrCorrupt) || v != nil || !strings.Contains(err.Error(), "wrong length") {
+			t.Errorf("view %v: %d bytes, %v; want ErrCorrupt for the wrong length", r, len(v), err)
+		}
+	}
+	buf := make([]byte, 12000)
+	n, err := a.ReadAt(buf, 0)
+	if !errors.Is(err, ErrCorrupt) || n != 5000 {
+		t.Errorf("ReadAt over both entries: %d bytes, %v; want the 5000 verified ones and ErrCorrupt", n, err)
+	}
+}
+
+func mustGet(t testing.TB, p *bufPool, n int) []byte {
+	t.Helper()
+	b, err := p.Get(n)
+	must(t, err)
+	return b
 }

@@ -19,7 +19,8 @@ import (
 // without wasting more than a quarter, else allocates; Put keeps a buffer,
 // dropping the oldest kept ones to stay within the limit.
 type bufPool struct {
-	limit int64
+	limit  int64
+	budget *memBudget // where new buffers come from
 
 	mu    sync.Mutex
 	free  [][]byte // oldest first
@@ -33,10 +34,13 @@ func poolBytes(cacheLimit int64) int64 {
 	return max(16<<20, cacheLimit/4)
 }
 
-func newBufPool(limit int64) *bufPool { return &bufPool{limit: limit} }
+func newBufPool(limit int64, budget *memBudget) *bufPool {
+	return &bufPool{limit: limit, budget: budget}
+}
 
-// Get returns a buffer of length 0 and capacity at least n.
-func (p *bufPool) Get(n int) []byte {
+// Get returns a buffer of length 0 and capacity at least n: a kept one, or
+// a new one from the budget.
+func (p *bufPool) Get(n int) ([]byte, error) {
 	p.mu.Lock()
 	best := -1
 	for i, b := range p.free {
@@ -49,10 +53,10 @@ func (p *bufPool) Get(n int) []byte {
 		p.free = append(p.free[:best], p.free[best+1:]...)
 		p.bytes -= int64(cap(b))
 		p.mu.Unlock()
-		return b[:0]
+		return b[:0], nil
 	}
 	p.mu.Unlock()
-	return make([]byte, 0, n)
+	return p.budget.alloc(n)
 }
 
 // Put takes back a buffer nothing uses any more.

@@ -129,7 +129,7 @@ func (s *Store) loadChunk(digest [32]byte, cfg *manifest.CryptConfig) (*chunk, e
 	data, buf, err := b.DecodeInto(cfg, pool)
 	if err != nil {
 		pool.Put(raw)
-		return nil, wrap(op, s.abs(rel), ErrCorrupt, err)
+		return nil, wrap(op, s.abs(rel), decodeErrKind(err), err)
 	}
 	if buf == nil {
 		buf = raw // data is the payload of the file
@@ -320,4 +320,13 @@ func indexEntry(name string, csum [32]byte, size uint64, cfg *manifest.CryptConf
 		mode = manifest.CryptEncrypt
 	}
 	return manifest.FileInfo{Filename: name, CryptMode: mode, Csum: hex.EncodeToString(csum[:]), Size: size}
+}
+
+// decodeErrKind is the kind of a failed decode: ErrCorrupt, unless the
+// decode budget was spent (a transient ErrIO: the data may be fine).
+func decodeErrKind(err error) error {
+	if errors.Is(err, manifest.ErrNoMemory) {
+		return ErrIO
+	}
+	return ErrCorrupt
 }

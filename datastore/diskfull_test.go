@@ -3,82 +3,16 @@ package datastore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
-
-// smallFS mounts a size-limited tmpfs on a fresh temporary directory and
-// unmounts it at the end of the test. It needs root; without it the test is
-// skipped, or fails when CI=true (CI runs as root and must run it).
-func smallFS(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root to mount a size-limited tmpfs — CI=true, so it must not be skipped")
-		}
-		t.Skip("needs root to mount a size-limited tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-			_ = exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	return dir
-}
-
-// freeBytes is what an unprivileged writer may still allocate on the file
-// system holding p.
-func freeBytes(t testing.TB, p string) int64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(p, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize)
-}
-
-// fillUpTo writes a filler file next to dir so that at most room bytes stay
-// free, and returns its path (remove it to free the space again).
-func fillUpTo(t testing.TB, dir string, room int64) string {
-	t.Helper()
-	filler := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(filler, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	must(t, err)
-	defer f.Close()
-	if n := freeBytes(t, dir) - room; n > 0 {
-		if _, err := f.Write(make([]byte, n)); err != nil {
-			t.Fatalf("filling %s: %v", dir, err)
-		}
-	}
-	if got := freeBytes(t, dir); got > room {
-		t.Fatalf("filled %s, yet %d bytes are free (want at most %d)", dir, got, room)
-	}
-	return filler
-}
-
-// randomText is n bytes of incompressible ASCII (valid UTF-8 notes).
-func randomText(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n*3/4+3)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(b)[:n]
-}
 
 // TestDiskFull: when the datastore's file system fills up, a manifest
 // update and a group notes write fail with an error that carries ENOSPC
@@ -98,7 +32,7 @@ func TestDiskFull(t *testing.T) {
 			{"almost enough room", func(needed int64) int64 { return needed - 8192 }},
 		} {
 			t.Run(string(scheme)+"/"+c.name, func(t *testing.T) {
-				mnt := smallFS(t, "1m")
+				mnt := testsupport.SmallFS(t, "1m")
 				base := filepath.Join(mnt, "store")
 				must(t, Create(base, CreateOptions{}))
 				s, err := Open(base, Options{Lock: lock.Config{Scheme: scheme, Dir: t.TempDir(), Store: "test", UID: -1, GID: -1}})
@@ -121,13 +55,13 @@ func TestDiskFull(t *testing.T) {
 
 				// Big, incompressible notes: the new manifest needs many
 				// blocks.
-				newNotes := randomText(t, 96<<10)
+				newNotes := testsupport.RandomText(t, 96<<10)
 				newBlob, _, err := manifest.UpdateBlob(oldBlob, func(u *manifest.Unprotected) error { return u.SetNotes(newNotes) })
 				must(t, err)
 				needed := int64(len(newBlob))
 				room := max(c.room(needed), 0)
-				filler := fillUpTo(t, mnt, room)
-				t.Logf("new manifest %d bytes, %d bytes free", needed, freeBytes(t, mnt))
+				filler := testsupport.FillUpTo(t, mnt, room)
+				t.Logf("new manifest %d bytes, %d bytes free", needed, testsupport.FreeBytes(t, mnt))
 
 				checkENOSPC := func(what string, err error) {
 					t.Helper()
@@ -140,7 +74,7 @@ func TestDiskFull(t *testing.T) {
 				}
 				checkENOSPC("set notes", s.SetNotes(context.Background(), sn, newNotes))
 				checkENOSPC("update manifest", s.UpdateManifest(context.Background(), sn, func(u *manifest.Unprotected) error {
-					return u.Set("verify_state", []byte(`{"state":"ok","upid":"`+randomText(t, 96<<10)+`"}`))
+					return u.Set("verify_state", []byte(`{"state":"ok","upid":"`+testsupport.RandomText(t, 96<<10)+`"}`))
 				}))
 				checkENOSPC("set group notes", s.SetGroupNotes(context.Background(), g, newNotes))
 				checkENOSPC("set new group notes", s.SetGroupNotes(context.Background(), g2, newNotes))

@@ -14,17 +14,20 @@ import (
 // them with errors.Is; the underlying cause is kept for errors.As (for example
 // a syscall.Errno such as ENOSPC).
 var (
-	ErrNotFound    = errors.New("not found")
-	ErrInUse       = errors.New("in use")
-	ErrProtected   = errors.New("cannot remove protected snapshot")
-	ErrCorrupt     = errors.New("corrupt")
-	ErrLockTimeout = errors.New("lock timeout")
-	ErrInvalid     = errors.New("invalid input")
-	ErrReadOnly    = errors.New("read-only")
-	ErrUnfinished  = errors.New("snapshot unfinished (no manifest yet)")
-	ErrEncrypted   = errors.New("encrypted")
-	ErrNotEmpty    = errors.New("not empty")
-	ErrStale       = errors.New("changed by someone else")
+	ErrNotFound  = errors.New("not found")
+	ErrInUse     = errors.New("in use")
+	ErrProtected = errors.New("cannot remove protected snapshot")
+	ErrCorrupt   = errors.New("corrupt")
+	// ErrLockUnavailable: the manifest lock could not be had now — the
+	// wait timed out, or the lock file was replaced under us — so trying
+	// again later may work (EAGAIN).
+	ErrLockUnavailable = errors.New("lock not available (timed out or its file was replaced)")
+	ErrInvalid         = errors.New("invalid input")
+	ErrReadOnly        = errors.New("read-only")
+	ErrUnfinished      = errors.New("snapshot unfinished (no manifest yet)")
+	ErrEncrypted       = errors.New("encrypted")
+	ErrNotEmpty        = errors.New("not empty")
+	ErrStale           = errors.New("changed by someone else")
 	// ErrInterrupted: the caller's context ended (an interrupted FUSE
 	// request) while waiting for a lock; nothing was written.
 	ErrInterrupted = errors.New("interrupted")
@@ -104,7 +107,7 @@ func classify(err error) error {
 	case errors.Is(err, lock.ErrWouldBlock):
 		return ErrInUse
 	case errors.Is(err, lock.ErrTimeout), errors.Is(err, lock.ErrReplaced):
-		return ErrLockTimeout
+		return ErrLockUnavailable
 	case errors.Is(err, lock.ErrUnsupported):
 		return ErrReadOnly
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.ENOTDIR):

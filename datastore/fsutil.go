@@ -31,6 +31,38 @@ type Stamp struct {
 	Nlink        uint64
 }
 
+// FileID is a file's identity: the one answer to "is this still the same
+// file" for every cache and check of this package and of pbsfs's nodes. A
+// rewrite by PBS (a new inode through rename) or a change in place (size,
+// mtime or ctime) gives a new FileID, so nothing kept under an old one is
+// ever served for the new content. It is comparable (a map key).
+type FileID struct {
+	Dev, Ino     uint64
+	Size         int64
+	Mtime, Ctime int64 // nanoseconds
+}
+
+// ID returns the identity of the file the stamp was taken of. The ctime
+// in it also changes with the mode, owner and link count.
+func (st Stamp) ID() FileID {
+	return FileID{st.Dev, st.Ino, st.Size, st.Mtime.UnixNano(), st.Ctime.UnixNano()}
+}
+
+// Digest folds the identity into one non-zero number (FNV-1a over the
+// fields), for holders of many identities that keep 8 bytes instead of 40
+// and can live with a 2^-64 chance of taking a change for none.
+func (id FileID) Digest() uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for _, v := range [...]uint64{id.Dev, id.Ino, uint64(id.Size), uint64(id.Mtime), uint64(id.Ctime)} {
+		h = (h ^ v) * prime
+	}
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
 // IsZero reports whether the stamp is empty (the file did not exist).
 func (st Stamp) IsZero() bool { return st.Ino == 0 && st.Dev == 0 }
 
@@ -158,7 +190,10 @@ func (s *Store) readRelInto(rel string, limit int64, pool *bufPool) ([]byte, Sta
 	}
 	var buf []byte
 	if pool != nil {
-		buf = pool.Get(int(st.Size))[:st.Size]
+		if buf, err = pool.Get(int(st.Size)); err != nil {
+			return nil, st, fmt.Errorf("%s: %w", name, err)
+		}
+		buf = buf[:st.Size]
 	} else {
 		buf = make([]byte, st.Size)
 	}

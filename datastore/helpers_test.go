@@ -1,13 +1,11 @@
 package datastore
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
@@ -38,7 +37,8 @@ type helperArgs struct {
 	Scheme   lock.Scheme
 	LockDir  string
 	Snapshot Snapshot
-	Kind     string // hold: snapshot-shared, snapshot-excl, manifest, group
+	Kind     string // hold: snapshot-shared, snapshot-excl, manifest, group, file (a plain flock of Raw)
+	Raw      string // hold/file: the file to flock, as a writer flocks its temp file
 	Key      string // update: unprotected key
 	Count    int
 }
@@ -50,6 +50,18 @@ func runHelper(mode, arg string) error {
 	}
 	switch mode {
 	case "hold":
+		if a.Kind == "file" {
+			f, err := os.Open(a.Raw)
+			if err != nil {
+				return err
+			}
+			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+				return err
+			}
+			fmt.Println("ready")
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			return f.Close()
+		}
 		locker, err := lock.New(lock.Config{Scheme: a.Scheme, Dir: a.LockDir, Store: "test", Base: a.Base, UID: -1, GID: -1})
 		if err != nil {
 			return err
@@ -95,47 +107,38 @@ func runHelper(mode, arg string) error {
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
 
-func helperCmd(t testing.TB, mode string, a helperArgs) *exec.Cmd {
+// startHelper runs the test binary as a helper in the given mode.
+func startHelper(t testing.TB, mode string, a helperArgs) *testsupport.Proc {
 	t.Helper()
 	arg, err := json.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$", string(arg))
-	cmd.Env = append(os.Environ(), "PBSFS_DS_HELPER="+mode)
-	cmd.Stderr = os.Stderr
-	return cmd
+	return testsupport.StartHelper(t, []string{"PBSFS_DS_HELPER=" + mode}, string(arg))
 }
 
 // holdLock starts a second process that takes the given PBS lock and keeps it
 // until the test ends (or release is called).
 func holdLock(t *testing.T, s *Store, sn Snapshot, kind string) (release func()) {
 	t.Helper()
-	cmd := helperCmd(t, "hold", helperArgs{Base: s.Path(), Scheme: s.locker.Scheme(), LockDir: s.lockDir, Snapshot: sn, Kind: kind})
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	return startHolder(t, helperArgs{Base: s.Path(), Scheme: s.locker.Scheme(), LockDir: s.lockDir, Snapshot: sn, Kind: kind})
+}
+
+// holdFlock starts a second process that flocks the file at p, as a live
+// writer (of this or another pbsfs) holds its temp file.
+func holdFlock(t *testing.T, p string) (release func()) {
+	t.Helper()
+	return startHolder(t, helperArgs{Kind: "file", Raw: p})
+}
+
+func startHolder(t *testing.T, a helperArgs) (release func()) {
+	t.Helper()
+	p := startHelper(t, "hold", a)
+	if line := p.Line(t); line != "ready" {
+		t.Fatalf("lock helper (%s) did not get its lock: %q", a.Kind, line)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		cmd.Process.Kill()
-		t.Fatalf("lock helper (%s) did not get its lock: %q %v", kind, line, err)
-	}
-	done := false
 	release = func() {
-		if done {
-			return
-		}
-		done = true
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
+		if err := p.Release(); err != nil {
 			t.Errorf("lock helper: %v", err)
 		}
 	}

@@ -11,19 +11,6 @@ import (
 // valid blob plus the encrypted header.
 const maxManifestFile = manifest.MaxBlobSize + 44
 
-// fileID is a file's identity for the manifest cache: a rewrite by PBS (a new
-// inode through rename) or an in-place change (size, mtime, ctime) gives a
-// new key, so a stale entry can never be served.
-type fileID struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime int64 // nanoseconds
-}
-
-func idOf(st Stamp) fileID {
-	return fileID{st.Dev, st.Ino, st.Size, st.Mtime.UnixNano(), st.Ctime.UnixNano()}
-}
-
 type cachedManifest struct {
 	m      *manifest.Manifest
 	pretty []byte // MarshalPretty()+"\n" (see manifestText), computed once
@@ -85,20 +72,31 @@ func (s *Store) loadManifest(sn Snapshot) (*cachedManifest, Stamp, error) {
 	if err != nil {
 		return nil, st, err
 	}
-	if c, ok := s.cache.Get(idOf(st)); ok {
+	if c, ok := s.cache.Get(st.ID()); ok {
 		return c, st, nil
+	}
+	// A manifest that did not decode is not read again (up to 128 MiB for
+	// each stat) until it changes: same identity, same error.
+	if err, ok := s.corrupt.Get(st.ID()); ok {
+		return nil, st, err
 	}
 	rel := path.Join(sn.Dir(), ManifestName)
 	raw, st, err := s.readRel(rel, maxManifestFile)
 	if err != nil {
 		return nil, st, s.manifestErr("read manifest", sn, rel, err)
 	}
-	m, err := manifest.Load(raw)
+	m, err := manifest.LoadWith(raw, budgetHeap{s.mem})
+	if errors.Is(err, manifest.ErrNoMemory) {
+		err = wrap("read manifest", s.abs(rel), nil, err)
+		s.log.Error("cannot decode manifest now", "file", s.abs(rel), "err", err)
+		return nil, st, err
+	}
 	if err != nil {
 		// Whatever the reason (bad magic, CRC, zstd, JSON, schema, an
 		// oversized payload, an encrypted manifest), the file is unusable.
 		err = wrap("read manifest", s.abs(rel), ErrCorrupt, err)
 		s.log.Error("cannot decode manifest", "file", s.abs(rel), "err", err)
+		s.corrupt.Add(st.ID(), err)
 		return nil, st, err
 	}
 	c := s.remember(st, m)
@@ -109,7 +107,7 @@ func (s *Store) loadManifest(sn Snapshot) (*cachedManifest, Stamp, error) {
 // was read from (or written as).
 func (s *Store) remember(st Stamp, m *manifest.Manifest) *cachedManifest {
 	c := &cachedManifest{m: m, pretty: s.manifestText(m)}
-	s.cache.Add(idOf(st), c)
+	s.cache.Add(st.ID(), c)
 	return c
 }
 

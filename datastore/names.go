@@ -23,20 +23,7 @@ type NS []string
 
 // Dir is the namespace's directory relative to the datastore root:
 // "" for the root, "ns/a/ns/b" for a/b.
-func (ns NS) Dir() string {
-	if len(ns) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	for i, c := range ns {
-		if i > 0 {
-			b.WriteByte('/')
-		}
-		b.WriteString("ns/")
-		b.WriteString(c)
-	}
-	return b.String()
-}
+func (ns NS) Dir() string { return lock.NSDir(ns) }
 
 // String is the PBS form of the namespace, "a/b"; "" for the root.
 func (ns NS) String() string { return strings.Join(ns, "/") }

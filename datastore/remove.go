@@ -16,9 +16,11 @@ import (
 //
 //  1. the snapshot lock, exclusive and non-blocking (ErrInUse while a
 //     backup, restore, verify or sync holds it);
-//  2. the manifest lock (waits up to lock.ManifestTimeout; ErrLockTimeout,
+//  2. the manifest lock (waits up to lock.ManifestTimeout; ErrLockUnavailable,
 //     or ErrInterrupted when ctx ends first);
-//  3. refuse if .protected exists (ErrProtected);
+//  3. under both locks, check again that the snapshot is there (ErrNotFound
+//     if another process removed it meanwhile), then refuse if .protected
+//     exists (ErrProtected);
 //  4. remove the snapshot directory;
 //  5. remove the manifest and snapshot lock files (still held; PBS's
 //     double-stat protects late acquirers);
@@ -62,6 +64,10 @@ func (s *Store) RemoveSnapshot(ctx context.Context, sn Snapshot) error {
 		return wrap(op, s.abs(sn.Dir()), ErrInterrupted, err)
 	}
 
+	// This look under the locks is also the second check that the snapshot
+	// is there: another process may have forgotten it while we waited, and
+	// that rmdir is not ours to report as done (ENOENT, as removeAllRel
+	// gives if it vanishes after this).
 	protected, err := s.exists(path.Join(sn.Dir(), ProtectedName))
 	if err != nil {
 		return wrap(op, s.abs(sn.Dir()), nil, err)

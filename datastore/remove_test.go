@@ -114,24 +114,35 @@ func TestLocksHeldByAnotherProcess(t *testing.T) {
 			}
 
 			release := holdLock(t, s, sn, "manifest")
+			// rmdir (PBS's forget) needs the manifest lock too, not only
+			// the snapshot lock: tried alongside the notes update, so both
+			// waits overlap.
+			removed := make(chan error, 1)
+			go func() { removed <- s.RemoveSnapshot(context.Background(), sn) }()
 			start := time.Now()
 			err := s.SetNotes(context.Background(), sn, "never")
-			if !errors.Is(err, ErrLockTimeout) {
-				t.Errorf("manifest lock held: %v, want ErrLockTimeout", err)
+			if !errors.Is(err, ErrLockUnavailable) {
+				t.Errorf("manifest lock held: %v, want ErrLockUnavailable", err)
 			}
 			t.Logf("notes update gave up after %v", time.Since(start).Round(time.Millisecond))
+			if err := <-removed; !errors.Is(err, ErrLockUnavailable) {
+				t.Errorf("manifest lock held: remove = %v, want ErrLockUnavailable", err)
+			}
+			if _, err := os.Stat(filepath.Join(s.Path(), sn.Dir(), ManifestName)); err != nil {
+				t.Fatalf("snapshot removed while another process held its manifest lock: %v", err)
+			}
 			if got := loadRaw(t, s, sn).Notes(); got != "during snapshot-excl" {
 				t.Errorf("notes changed while the manifest lock was held: %q", got)
 			}
 			// An interrupted wait (the FUSE request's context) ends it at
-			// once: ErrInterrupted, not ErrLockTimeout, nothing changed.
+			// once: ErrInterrupted, not ErrLockUnavailable, nothing changed.
 			for what, op := range map[string]func(context.Context) error{
 				"notes":  func(ctx context.Context) error { return s.SetNotes(ctx, sn, "never") },
 				"remove": func(ctx context.Context) error { return s.RemoveSnapshot(ctx, sn) },
 			} {
 				ctx, cancel := context.WithCancel(context.Background())
 				time.AfterFunc(20*time.Millisecond, cancel)
-				if err := op(ctx); !errors.Is(err, ErrInterrupted) || errors.Is(err, ErrLockTimeout) {
+				if err := op(ctx); !errors.Is(err, ErrInterrupted) || errors.Is(err, ErrLockUnavailable) {
 					t.Errorf("%s: wait for the manifest lock interrupted: %v, want ErrInterrupted", what, err)
 				}
 			}
@@ -164,14 +175,13 @@ func TestNoLostUpdates(t *testing.T) {
 			var wg sync.WaitGroup
 			errs := make(chan error, procs+1)
 			for p := 0; p < procs; p++ {
-				cmd := helperCmd(t, "update", helperArgs{Base: s.Path(), Scheme: scheme, LockDir: s.lockDir,
+				h := startHelper(t, "update", helperArgs{Base: s.Path(), Scheme: scheme, LockDir: s.lockDir,
 					Snapshot: sn, Key: fmt.Sprintf("worker-%d", p), Count: count})
-				cmd.Stderr = nil // CombinedOutput collects it
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if out, err := cmd.CombinedOutput(); err != nil {
-						errs <- fmt.Errorf("%v: %s", err, out)
+					if err := h.Release(); err != nil { // waits for it to finish (its stderr is the test's)
+						errs <- fmt.Errorf("update helper %d: %v", p, err)
 					}
 				}()
 			}
@@ -198,6 +208,55 @@ func TestNoLostUpdates(t *testing.T) {
 				t.Error("original unprotected key lost")
 			}
 			assertNoTemps(t, filepath.Join(s.Path(), sn.Dir()))
+		})
+	}
+}
+
+// TestRemoveSnapshotGoneMeanwhile: a snapshot another process forgets while
+// our rmdir waits for its manifest lock is reported as not found, not as
+// removed by us.
+func TestRemoveSnapshotGoneMeanwhile(t *testing.T) {
+	for _, scheme := range schemes {
+		t.Run(string(scheme), func(t *testing.T) {
+			s := newStore(t, scheme)
+			sn := snap(nil, "vm", "100", testTime)
+			addSnapshot(t, s, sn, "x")
+			release := holdLock(t, s, sn, "manifest")
+			removed := make(chan error, 1)
+			start := func() { go func() { removed <- s.RemoveSnapshot(context.Background(), sn) }() }
+			start()
+			// Wait until the remove holds the snapshot lock (so it is past
+			// its first look and waits for the manifest lock). A remove
+			// that tried its lock just while the probe held it gets
+			// ErrInUse and is started again.
+			for waiting := true; waiting; {
+				select {
+				case err := <-removed:
+					if !errors.Is(err, ErrInUse) {
+						t.Fatalf("remove ended before it could wait for the manifest lock: %v", err)
+					}
+					start()
+				default:
+					probe, err := s.locker.LockSnapshot(sn.lockPath(), false)
+					if err != nil {
+						waiting = false
+						break
+					}
+					probe.Unlock()
+					time.Sleep(time.Millisecond)
+				}
+			}
+			// The other process forgets it, then lets go of its lock.
+			must(t, os.RemoveAll(filepath.Join(s.Path(), sn.Dir())))
+			release()
+			if err := <-removed; !errors.Is(err, ErrNotFound) {
+				t.Errorf("remove of a snapshot gone meanwhile = %v, want ErrNotFound", err)
+			}
+			// Gone between the last look and the removal: not a success
+			// either.
+			if err := s.removeAllRel(sn.Dir()); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("removeAllRel of a missing directory = %v, want ENOENT", err)
+			}
 		})
 	}
 }

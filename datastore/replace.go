@@ -3,7 +3,6 @@ package datastore
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -127,9 +126,11 @@ func ownerOf(st, dir Stamp) fileOwner {
 	return fileOwner{dir.UID, dir.GID, 0o644}
 }
 
-// removeStaleTemps deletes pbsfs temp files in dirRel. The caller must hold
-// the lock that every writer of that directory holds while its temp file
-// exists, so any temp file found is a crashed writer's.
+// removeStaleTemps deletes the temp files in dirRel whose writers are gone,
+// by the one rule CleanupTemps applies everywhere (removeDeadTemp: nobody
+// holds its flock). Callers hold the manifest lock as well, but a writer
+// of another pbsfs with another lock directory, or of a tool of the same
+// design, holds a different manifest lock and only its flock tells.
 func (s *Store) removeStaleTemps(dirRel string) (int, error) {
 	ents, err := s.readDirRel(dirRel)
 	if err != nil {
@@ -140,11 +141,14 @@ func (s *Store) removeStaleTemps(dirRel string) (int, error) {
 		if !strings.HasPrefix(e.Name(), TempPrefix) || !e.Type().IsRegular() {
 			continue
 		}
-		if err := s.unlinkRel(dirRel, e.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		ok, err := s.removeDeadTemp(dirRel, e.Name())
+		if err != nil {
 			return n, err
 		}
-		s.log.Info("removed temp file left by an interrupted write", "file", s.abs(dirRel+"/"+e.Name()))
-		n++
+		if ok {
+			s.log.Info("removed temp file left by an interrupted write", "file", s.abs(dirRel+"/"+e.Name()))
+			n++
+		}
 	}
 	return n, nil
 }
@@ -213,7 +217,9 @@ func (s *Store) unlinkRel(dirRel, name string) error {
 }
 
 // removeAllRel removes rel and everything below it without following any
-// symlink (a symlink inside is removed, not its target).
+// symlink (a symlink inside is removed, not its target). rel itself must
+// exist (ENOENT otherwise: someone else removed it); what vanishes below it
+// meanwhile is not an error.
 func (s *Store) removeAllRel(rel string) error {
 	parent, name := splitRel(rel)
 	dir, err := s.openRel(parent, unix.O_PATH|unix.O_DIRECTORY, 0)
@@ -221,13 +227,13 @@ func (s *Store) removeAllRel(rel string) error {
 		return err
 	}
 	defer dir.Close()
-	return removeAllAt(int(dir.Fd()), name, s.abs(rel))
+	return removeAllAt(int(dir.Fd()), name, s.abs(rel), true)
 }
 
-func removeAllAt(dfd int, name, display string) error {
+func removeAllAt(dfd int, name, display string, top bool) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		if err == unix.ENOENT {
+		if err == unix.ENOENT && !top {
 			return nil
 		}
 		return &os.PathError{Op: "stat", Path: display, Err: err}
@@ -249,7 +255,7 @@ func removeAllAt(dfd int, name, display string) error {
 		return fmt.Errorf("read directory %s: %w", display, err)
 	}
 	for _, n := range names {
-		if err := removeAllAt(fd, n, display+"/"+n); err != nil {
+		if err := removeAllAt(fd, n, display+"/"+n, false); err != nil {
 			d.Close()
 			return err
 		}

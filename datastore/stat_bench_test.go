@@ -62,7 +62,7 @@ func BenchmarkManifestCached(b *testing.B) {
 // one entry, two snapshots alternating).
 func BenchmarkManifestUncached(b *testing.B) {
 	s, sns := benchSnapshots(b, 2)
-	c, err := lru.New[fileID, *cachedManifest](1)
+	c, err := lru.New[FileID, *cachedManifest](1)
 	if err != nil {
 		b.Fatal(err)
 	}

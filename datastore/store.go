@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pbsfs/lock"
+	"pbsfs/manifest"
 )
 
 // DefaultCacheSize is the number of decoded manifests kept when
@@ -34,6 +35,12 @@ type Options struct {
 	// PBS connects the store to the PBS on the host (neighbour.go); nil:
 	// none.
 	PBS *PBSOptions
+	// DecodeBudget bounds the memory blobs are read and decoded into
+	// (manifests, blob archives, chunks), cached or not, until collected;
+	// a decode that does not fit fails (ErrIO) without allocating. 0 =
+	// DefaultDecodeBudget (more with caches larger than the defaults).
+	// See memory.go.
+	DecodeBudget int64
 }
 
 // Store is an open datastore. It is safe for concurrent use.
@@ -44,8 +51,10 @@ type Store struct {
 	lockDir  string // as configured ("" = the lock package's default)
 	readOnly bool
 	log      *slog.Logger
-	cache    *lru.Cache[fileID, *cachedManifest]
+	cache    *lru.Cache[FileID, *cachedManifest]
+	corrupt  *lru.Cache[FileID, error] // manifests that do not decode, by identity (see loadManifest)
 	arch     *archiveState
+	mem      *memBudget // Options.DecodeBudget (memory.go)
 
 	// s3Hint: no datastore.cfg section, but .using markers (written by
 	// PBS's GC for S3 datastores only) were seen: treat as S3-backed.
@@ -98,11 +107,24 @@ func Open(path string, o Options) (*Store, error) {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
-	cache, err := lru.New[fileID, *cachedManifest](size)
+	cache, err := lru.New[FileID, *cachedManifest](size)
 	if err != nil {
 		unix.Close(fd)
 		return nil, wrap("open datastore", abs, ErrInvalid, err)
 	}
+	corrupt, err := lru.New[FileID, error](size)
+	if err != nil {
+		unix.Close(fd)
+		return nil, wrap("open datastore", abs, ErrInvalid, err)
+	}
+	budget := o.DecodeBudget
+	if budget <= 0 {
+		// The caches and the pool live within the budget; leave the
+		// default's room for decodes beside larger ones.
+		chunks, blobs := o.Archives.cacheLimits()
+		budget = max(DefaultDecodeBudget, max(chunks, 0)+poolBytes(chunks)+max(blobs, 0)+2*manifest.MaxBlobSize)
+	}
+	mem := newMemBudget(budget)
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -124,7 +146,9 @@ func Open(path string, o Options) (*Store, error) {
 		readOnly: o.ReadOnly,
 		log:      logger,
 		cache:    cache,
-		arch:     newArchiveState(o.Archives),
+		corrupt:  corrupt,
+		arch:     newArchiveState(o.Archives, mem),
+		mem:      mem,
 	}
 	if pbs == nil && usingMarkers(abs) {
 		store.s3Hint.Store(true)

@@ -79,6 +79,10 @@ func TestSnapshotStates(t *testing.T) {
 	must(t, os.Symlink(filepath.Join(s.Path(), fin.Dir(), ManifestName), filepath.Join(s.Path(), linkBlob.Dir(), ManifestName)))
 	addSnapshot(t, s, badCRC, "x")
 	flipByte(t, filepath.Join(s.Path(), badCRC.Dir(), ManifestName), -1)
+	// Only the CRC field is wrong; the payload decodes to a valid manifest.
+	crcField := snap(nil, "vm", "100", "2024-06-07T00:00:00Z")
+	addSnapshot(t, s, crcField, "x")
+	flipByte(t, filepath.Join(s.Path(), crcField.Dir(), ManifestName), 8)
 
 	// What pbsfs asks: the directory (lookups), the manifest's stamp
 	// (listing: unfinished or not), the decoded manifest (notes).
@@ -93,6 +97,7 @@ func TestSnapshotStates(t *testing.T) {
 		{dirBlob, ErrCorrupt, ErrCorrupt},
 		{linkBlob, ErrCorrupt, ErrCorrupt},
 		{badCRC, nil, ErrCorrupt},
+		{crcField, nil, manifest.ErrBadCRC},
 	} {
 		if dir, err := s.StatSnapshotDir(tc.sn); err != nil || !dir.IsDir() {
 			t.Errorf("%s: StatSnapshotDir = %+v, %v", tc.sn, dir, err)
@@ -229,6 +234,7 @@ func TestUpdateRefusesBadInputAndLeavesFileAlone(t *testing.T) {
 	// Corrupt blobs: typed error, file untouched, no temp left.
 	for name, corrupt := range map[string]func([]byte) []byte{
 		"bad crc":     func(b []byte) []byte { b[len(b)-1] ^= 1; return b },
+		"crc field":   func(b []byte) []byte { b[8] ^= 1; return b }, // the payload is fine
 		"wrong magic": func(b []byte) []byte { b[0] ^= 0xff; return b },
 		"truncated":   func(b []byte) []byte { return b[:7] },
 		"empty":       func(b []byte) []byte { return nil },

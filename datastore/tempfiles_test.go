@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -61,6 +62,63 @@ func TestCleanupGroupTemps(t *testing.T) {
 			}
 			if _, err := os.Stat(live); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("temp file still there after its writer died: %v", err)
+			}
+		})
+	}
+}
+
+// TestCleanupSnapshotTemps: in a snapshot directory, temp files are left
+// alone while another process holds the manifest lock, and a temp file whose
+// writer is alive (another process holds its flock: a pbsfs with another
+// lock directory, whose manifest lock we cannot see) is never removed, by
+// the cleanup or by a manifest update, while a dead writer's is.
+func TestCleanupSnapshotTemps(t *testing.T) {
+	for _, scheme := range schemes {
+		t.Run(string(scheme), func(t *testing.T) {
+			s := newStore(t, scheme)
+			sn := snap(nil, "vm", "100", testTime)
+			addSnapshot(t, s, sn, "x")
+			dir := filepath.Join(s.Path(), sn.Dir())
+			dead := filepath.Join(dir, TempPrefix+ManifestName+".dead")
+			live := filepath.Join(dir, TempPrefix+ManifestName+".live")
+			must(t, os.WriteFile(dead, []byte("half"), 0o600))
+			must(t, os.WriteFile(live, []byte("being written"), 0o600))
+			releaseWriter := holdFlock(t, live)
+
+			releaseManifest := holdLock(t, s, sn, "manifest")
+			n, err := s.CleanupTemps(t.Context(), 0)
+			must(t, err)
+			if n != 0 {
+				t.Errorf("manifest lock held elsewhere: removed %d files, want 0", n)
+			}
+			for _, p := range []string{dead, live} {
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("%s removed while another process held the manifest lock: %v", filepath.Base(p), err)
+				}
+			}
+			releaseManifest()
+
+			n, err = s.CleanupTemps(t.Context(), 0)
+			must(t, err)
+			if n != 1 {
+				t.Errorf("removed %d files, want 1", n)
+			}
+			if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("dead writer's temp file still there: %v", err)
+			}
+			must(t, os.WriteFile(dead, []byte("half"), 0o600))
+			must(t, s.SetNotes(context.Background(), sn, "y")) // cleans up under the manifest lock
+			if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("dead writer's temp file still there after an update: %v", err)
+			}
+			if _, err := os.Stat(live); err != nil {
+				t.Errorf("live writer's temp file removed: %v", err)
+			}
+			releaseWriter()
+			n, err = s.CleanupTemps(t.Context(), 0)
+			must(t, err)
+			if _, err := os.Stat(live); n != 1 || !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("after its writer died: removed %d, stat %v", n, err)
 			}
 		})
 	}

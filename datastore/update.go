@@ -23,7 +23,7 @@ var errNoChange = errors.New("no change")
 // keeping its owner, group and mode.
 //
 // Errors: ErrReadOnly, ErrNotFound, ErrUnfinished, ErrCorrupt,
-// ErrLockTimeout, ErrInterrupted (ctx ended while waiting for the lock),
+// ErrLockUnavailable, ErrInterrupted (ctx ended while waiting for the lock),
 // ErrInvalid (from fn or the encoder), or ErrIO with the cause (for example
 // ENOSPC). On any error the manifest is unchanged.
 func (s *Store) UpdateManifest(ctx context.Context, sn Snapshot, fn func(*manifest.Unprotected) error) error {

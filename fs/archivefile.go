@@ -56,7 +56,7 @@ func newArchiveFile(f *FS, d *snapDir, name string) *archiveFile {
 func (n *archiveFile) archive(st datastore.Stamp) (*datastore.Archive, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.arch != nil && sameFile(n.arch.Stamp(), st) {
+	if n.arch != nil && n.arch.Stamp().ID() == st.ID() {
 		return n.arch, nil
 	}
 	a, err := n.fs.store.OpenArchive(n.sn, n.name)
@@ -93,7 +93,7 @@ func (n *archiveFile) Attr(ctx context.Context, a *fuse.Attr) error {
 
 func (n *archiveFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
-		return nil, n.denied()
+		return nil, n.notWritable()
 	}
 	_, st, err := n.fs.store.StatArchive(n.sn, n.name)
 	if err != nil {

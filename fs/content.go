@@ -15,9 +15,9 @@ import (
 // from owner): the content only changes when that file's stamp does.
 type contentCache struct {
 	mu   sync.Mutex
-	last fileKey // the content the kernel may have cached
+	last datastore.FileID // the content the kernel may have cached (40 bytes, not a whole Stamp's 100)
 	seen bool
-	// attr is the digest (stampDigest) of the file the attributes last
+	// attr is the digest (datastore.FileID.Digest) of the file the attributes last
 	// given to the kernel came from (0: none): the kernel cuts page-cache
 	// reads at the size it has, so the page cache is only used for the
 	// content those attributes describe.
@@ -28,19 +28,8 @@ type contentCache struct {
 // kernel; every Attr of a node with a contentCache calls it.
 func (c *contentCache) sawAttr(st datastore.Stamp) {
 	c.mu.Lock()
-	c.attr = stampDigest(st)
+	c.attr = st.ID().Digest()
 	c.mu.Unlock()
-}
-
-// fileKey is what sameFile compares of a stamp, in 40 bytes instead of a
-// whole Stamp's 100 (there is one per manifest.json of a walked store).
-type fileKey struct {
-	dev, ino           uint64
-	size, mtime, ctime int64
-}
-
-func keyOf(st datastore.Stamp) fileKey {
-	return fileKey{st.Dev, st.Ino, st.Size, st.Mtime.UnixNano(), st.Ctime.UnixNano()}
 }
 
 // openFlags returns the open flags for content with stamp st:
@@ -55,9 +44,9 @@ func keyOf(st datastore.Stamp) fileKey {
 func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFlags, changed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := keyOf(st)
+	k := st.ID()
 	switch {
-	case stampDigest(st) != c.attr:
+	case st.ID().Digest() != c.attr:
 		c.last, c.seen = k, true
 		return fuse.OpenDirectIO, true
 	case !c.seen:
@@ -101,9 +90,9 @@ type readOnlyFile struct {
 	nodeBase
 }
 
-// denied is EROFS in a read-only mount, else EACCES: the file is read-only
-// (mode 0444), whoever asks.
-func (n *readOnlyFile) denied() error {
+// notWritable is the errno for any change of a read-only file: EROFS in a
+// read-only mount, else EACCES (the file is mode 0444, whoever asks).
+func (n *readOnlyFile) notWritable() error {
 	if n.fs.ro {
 		return n.fs.readOnlyErr()
 	}
@@ -113,7 +102,7 @@ func (n *readOnlyFile) denied() error {
 // Setattr refuses everything, times included: nothing of these files can be
 // changed.
 func (n *readOnlyFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
-	return n.denied()
+	return n.notWritable()
 }
 
 // Access answers access(2) when the kernel does not check permissions
@@ -121,7 +110,7 @@ func (n *readOnlyFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, re
 // that editors and `test -w` see the file as read-only before trying.
 func (n *readOnlyFile) Access(ctx context.Context, req *fuse.AccessRequest) error {
 	if req.Mask&accessWrite != 0 {
-		return n.denied()
+		return n.notWritable()
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ var passThrough = map[syscall.Errno]bool{
 //	datastore.ErrInUse        EBUSY    (snapshot or group lock held: backup, restore, verify, sync)
 //	datastore.ErrProtected    EPERM
 //	datastore.ErrCorrupt      EIO      + warning naming the file
-//	datastore.ErrLockTimeout  EAGAIN   (manifest lock not had within 5 s: try again)
+//	datastore.ErrLockUnavailable EAGAIN (manifest lock not had within 5 s, or replaced: try again)
 //	datastore.ErrInvalid      EILSEQ for notes that are not UTF-8, EFBIG for too large, else EINVAL
 //	datastore.ErrReadOnly     EROFS    (+ warning with the reason when PBS's maintenance mode or an S3 backend refused it)
 //	datastore.ErrUnavailable  EIO      + warning: a maintenance mode forbidding reads, removable device not mounted, ...
@@ -93,8 +93,8 @@ func (f *FS) errno(op string, err error) error {
 		return fuse.Errno(syscall.ENOENT)
 	case errors.Is(err, pxar.ErrNotDir):
 		return errNotDir
-	case errors.Is(err, datastore.ErrLockTimeout):
-		f.log.Warn(op+": lock timeout", "err", err)
+	case errors.Is(err, datastore.ErrLockUnavailable):
+		f.log.Warn(op+": manifest lock not available", "err", err)
 		return fuse.Errno(syscall.EAGAIN)
 	case errors.Is(err, datastore.ErrInvalid):
 		f.log.Info(op+": invalid", "err", err)

@@ -30,7 +30,7 @@ func TestErrnoTable(t *testing.T) {
 		{"in use", ds(datastore.ErrInUse, errors.New("lock held")), syscall.EBUSY},
 		{"protected", ds(datastore.ErrProtected, nil), syscall.EPERM},
 		{"corrupt", ds(datastore.ErrCorrupt, manifest.ErrBadCRC), syscall.EIO},
-		{"lock timeout", ds(datastore.ErrLockTimeout, nil), syscall.EAGAIN},
+		{"lock timeout", ds(datastore.ErrLockUnavailable, nil), syscall.EAGAIN},
 		{"invalid notes", ds(datastore.ErrInvalid, manifest.ErrInvalidNotes), syscall.EILSEQ},
 		{"too large", ds(datastore.ErrInvalid, manifest.ErrTooLarge), syscall.EFBIG},
 		{"invalid", ds(datastore.ErrInvalid, errors.New("bad name")), syscall.EINVAL},

@@ -10,6 +10,7 @@ import (
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"pbsfs/datastore"
@@ -42,6 +43,10 @@ type Options struct {
 	// MaxNotesSize bounds a notes text being written (EFBIG beyond);
 	// 0 means datastore.MaxNotesSize, the limit the datastore enforces.
 	MaxNotesSize int
+	// MaxScratchBytes bounds the content of all editors' scratch files of
+	// the mount together (ENOSPC beyond; see scratch.go); 0 means
+	// DefaultMaxScratchBytes.
+	MaxScratchBytes int64
 	// Logger receives error and debug lines; nil discards them.
 	Logger *slog.Logger
 }
@@ -68,8 +73,10 @@ type FS struct {
 	// scratch.go). It lives here and not in the directory nodes because
 	// the kernel may forget a directory node while scratch files in it are
 	// still expected to exist.
-	scratchMu sync.Mutex
-	scratch   map[string]*scratchDir // key: the directory's relative path
+	scratchMu    sync.Mutex
+	scratch      map[string]*scratchDir // key: the directory's relative path
+	scratchBytes *semaphore.Weighted    // budget of scratch content, maxScratch bytes
+	maxScratch   int64
 
 	warnedMu sync.Mutex
 	warned   map[string]struct{} // see warnOnce
@@ -108,6 +115,11 @@ func New(store *datastore.Store, o Options) *FS {
 	if f.maxNotes <= 0 {
 		f.maxNotes = datastore.MaxNotesSize
 	}
+	f.maxScratch = o.MaxScratchBytes
+	if f.maxScratch <= 0 {
+		f.maxScratch = DefaultMaxScratchBytes
+	}
+	f.scratchBytes = semaphore.NewWeighted(f.maxScratch)
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -127,9 +139,9 @@ func New(store *datastore.Store, o Options) *FS {
 // manifest.json, owner, notes opened with OpenKeepCache): every read handler
 // is safe for concurrent use, as reads from several processes always were.
 // Direct-I/O opens (notes after a change, notes writers, scratch files) are
-// unaffected.
-// The readahead stays at 128 KiB: the kernel takes the smaller of this and
-// the mount's default window (128 KiB), so asking for more changes nothing.
+// unaffected. MaxReadahead is 128 KiB because the INIT negotiation can only
+// lower the kernel's default; the command raises the mount's read-ahead
+// afterwards through sysfs (cmd/pbsfs, --read-ahead, 1 MiB by default).
 func MountOptions(readOnly, allowOther bool) []fuse.MountOption {
 	opts := []fuse.MountOption{
 		fuse.FSName("pbsfs"),
@@ -177,11 +189,7 @@ func (f *FS) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.Sta
 
 // Destroy implements fusefs.FSDestroyer (sent only for fuseblk mounts on
 // Linux, so mostly never); it drops the scratch files.
-func (f *FS) Destroy() {
-	f.scratchMu.Lock()
-	f.scratch = map[string]*scratchDir{}
-	f.scratchMu.Unlock()
-}
+func (f *FS) Destroy() { f.dropScratchBelow("") }
 
 // invalidateEntry tells the kernel to forget its cached entry name in dir.
 // It runs in a goroutine: the kernel may hold dir's lock for the very

@@ -58,7 +58,7 @@ func (n *manifestFile) Attr(ctx context.Context, a *fuse.Attr) error {
 // open. Otherwise the JSON is loaded now, as the kernel will read it.
 func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
-		return nil, n.denied()
+		return nil, n.notWritable()
 	}
 	st, err := n.fs.store.ManifestStamp(n.d.sn)
 	if err != nil {
@@ -71,7 +71,7 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 		if err != nil {
 			return nil, n.fs.errno("open "+n.display(), err)
 		}
-		if stampDigest(loaded) != stampDigest(st) {
+		if loaded.ID().Digest() != st.ID().Digest() {
 			// Replaced between the stat and the load: serve what was
 			// loaded, as a file that changed (DirectIO, invalidation).
 			flags, changed = n.cache.openFlags(loaded)
@@ -124,7 +124,7 @@ func (h *manifestHandle) load() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if stampDigest(st) != stampDigest(h.st) {
+	if st.ID().Digest() != h.st.ID().Digest() {
 		return nil, fmt.Errorf("%s was replaced since it was opened: %w", h.n.display(), datastore.ErrStale)
 	}
 	h.data = data

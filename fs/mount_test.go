@@ -11,6 +11,8 @@ import (
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
 	"bazil.org/fuse/fs/fstestutil"
+
+	"pbsfs/internal/testsupport"
 )
 
 // mountEnv mounts e's file system on a temporary directory. Everything the
@@ -25,15 +27,7 @@ func mountEnv(t *testing.T, e *env, opts ...fuse.MountOption) string {
 // hook that watches the requests, say).
 func mountEnvConfig(t *testing.T, e *env, conf *fusefs.Config, opts ...fuse.MountOption) string {
 	t.Helper()
-	if os.Getenv("PBSFS_SKIP_FUSE") != "" {
-		t.Skip("PBSFS_SKIP_FUSE is set")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
-	if _, err := exec.LookPath("fusermount3"); err != nil {
-		t.Skip("no fusermount3")
-	}
+	testsupport.RequireFUSE(t)
 	if len(opts) == 0 {
 		opts = MountOptions(e.fs.ro, false)
 	}

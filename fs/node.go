@@ -46,27 +46,29 @@ type node interface {
 }
 
 // nodeBase is embedded by every node.
+//
+// Memory: a walk of a store with 100,000 snapshots keeps some 400,000 nodes
+// (each snapshot directory with its notes and manifest.json, and more), so
+// every byte a node or directory carries costs about 0.4 MB there. That is
+// why the fields below and in children are as small as they are.
 type nodeBase struct {
 	fs *FS
 	// rel is the path relative to the mount root (and to the datastore
 	// root) — for the notes, manifest.json and owner files only their name,
-	// the rest being the parent's (see relPath): a walked store keeps two
-	// such files per snapshot, and their full paths would be some 10 MB
-	// per 100,000 snapshots.
+	// the rest being the parent's (see relPath): full paths would be some
+	// 100 bytes per file.
 	rel string
 	ino uint64
 
 	// parent is the directory whose child cache holds this node under the
 	// last element of rel, which Forget removes it from; set before the
-	// node is published, so it needs no lock. (A field and not a closure:
-	// a walked store keeps hundreds of thousands of nodes.)
+	// node is published, so it needs no lock. (A field, not a closure.)
 	parent *dirBase
 
 	// primed holds the attributes computed by the lookup that returned this
 	// node, for the Attr call bazil makes right after it (see lookupChild),
-	// and is nil otherwise. A pointer rather than a field because it is
-	// needed for a moment after each lookup, while a walked store keeps
-	// hundreds of thousands of nodes, each of which would carry ~170 bytes.
+	// and is nil otherwise: a pointer, not ~170 bytes of fields, since it
+	// is needed only for a moment after each lookup.
 	primed atomic.Pointer[primedAttr]
 }
 
@@ -155,8 +157,8 @@ func newFileBase(f *FS, d *dirBase, name string) nodeBase {
 //
 // Most directories have few children (a snapshot directory two), so the
 // first fewKids live in a small slice searched linearly, and only larger
-// directories get a map: an empty Go map with one group of slots costs
-// some 300 bytes, which for 100,000 snapshot directories is 30 MB.
+// directories get a map (an empty Go map with one group of slots costs
+// some 300 bytes; see nodeBase on memory).
 type children struct {
 	mu  sync.Mutex
 	few []kid           // while there are at most fewKids children
@@ -281,7 +283,7 @@ type dirBase struct {
 	nodeBase
 	kids children
 
-	// seen is the digest (stampDigest) of the directory's stamp as last
+	// seen is the digest (datastore.FileID.Digest) of the directory's stamp as last
 	// handed to the kernel or checked by the revalidator; 0 before either.
 	seen atomic.Uint64
 }
@@ -309,7 +311,7 @@ func (d *dirBase) attrOf(self dirNode, a *fuse.Attr) error {
 		return d.fs.errno("stat "+d.display(), err)
 	}
 	d.fs.dirAttr(a, d.ino, st)
-	d.seen.Store(stampDigest(st))
+	d.seen.Store(st.ID().Digest())
 	return nil
 }
 
@@ -375,9 +377,9 @@ func (d *dirBase) dirent(name string, typ fuse.DirentType) fuse.Dirent {
 	return fuse.Dirent{Inode: inodeOf(path.Join(d.rel, name)), Type: typ, Name: name}
 }
 
-// denied is the errno for a change this directory does not support: EROFS in
-// a read-only mount, else EPERM.
-func (d *dirBase) denied() error {
+// notSupported is the errno for a change this directory does not support:
+// EROFS in a read-only mount, else EPERM.
+func (d *dirBase) notSupported() error {
 	if d.fs.ro {
 		return d.fs.readOnlyErr()
 	}
@@ -386,38 +388,38 @@ func (d *dirBase) denied() error {
 
 // Mkdir: namespaces, groups and snapshots are made by PBS, not by mkdir.
 func (d *dirBase) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Remove: the default for directories that hold nothing removable.
 func (d *dirBase) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
-	return d.denied()
+	return d.notSupported()
 }
 
 // Create: files can only be created where editors need scratch files
 // (snapshot and group directories override this).
 func (d *dirBase) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
-	return nil, nil, d.denied()
+	return nil, nil, d.notSupported()
 }
 
 // Symlink: as Create.
 func (d *dirBase) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Mknod: as Create.
 func (d *dirBase) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Link: hard links are never supported.
 func (d *dirBase) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
-	return nil, d.denied()
+	return nil, d.notSupported()
 }
 
 // Rename: as Create.
 func (d *dirBase) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
-	return d.denied()
+	return d.notSupported()
 }
 
 // Setattr on a directory: times are accepted and ignored (touch, cp -p and
@@ -478,14 +480,6 @@ func (f *FS) fileAttr(a *fuse.Attr, ino uint64, size int, st datastore.Stamp, wr
 	a.Uid, a.Gid = st.UID, st.GID
 	a.Mtime, a.Ctime, a.Atime = st.Mtime, st.Ctime, st.Mtime
 	a.BlockSize = 4096
-}
-
-// sameFile reports whether two stamps describe the same content of the same
-// file (the datastore replaces files by rename, so a change gives a new inode
-// or at least a new size, mtime or ctime).
-func sameFile(a, b datastore.Stamp) bool {
-	return a.Dev == b.Dev && a.Ino == b.Ino && a.Size == b.Size &&
-		a.Mtime.Equal(b.Mtime) && a.Ctime.Equal(b.Ctime)
 }
 
 // writable reports whether open flags ask for write access.

@@ -104,7 +104,7 @@ type notesFile struct {
 	sess *session // nil while nobody has the notes open for writing
 
 	// For reads through the page cache (see Open): the digest
-	// (stampDigest) of the stored file the attributes last given to the
+	// (datastore.FileID.Digest) of the stored file the attributes last given to the
 	// kernel came from (0: none, or they showed a pending text), and of
 	// the text the kernel may hold pages of (0: none).
 	attrSeen, paged atomic.Uint64
@@ -140,7 +140,7 @@ func (n *notesFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
-	seen := stampDigest(st)
+	seen := st.ID().Digest()
 	n.mu.Lock()
 	if s := n.sess; s != nil && s.dirty() {
 		size, seen = len(s.buf), 0
@@ -185,7 +185,7 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 		if err != nil {
 			return nil, n.fs.errno("open "+n.display(), err)
 		}
-		d := stampDigest(st)
+		d := st.ID().Digest()
 		switch {
 		case d != n.attrSeen.Load():
 			resp.Flags |= fuse.OpenDirectIO

@@ -49,7 +49,7 @@ func (n *ownerFile) Attr(ctx context.Context, a *fuse.Attr) error {
 
 func (n *ownerFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
-		return nil, n.denied()
+		return nil, n.notWritable()
 	}
 	text, st, err := n.fs.store.GroupOwner(n.g)
 	if err != nil {

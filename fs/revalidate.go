@@ -260,23 +260,7 @@ func (f *FS) notify(err error, what string, n node, name string) {
 // it differs from the one recorded before (none recorded is no change: the
 // kernel has nothing from before to invalidate).
 func (d *dirBase) noteStamp(st datastore.Stamp) bool {
-	old := d.seen.Swap(stampDigest(st))
-	return old != 0 && old != stampDigest(st)
-}
-
-// stampDigest folds what a directory's attributes show into one non-zero
-// number (FNV-1a over the fields).
-func stampDigest(st datastore.Stamp) uint64 {
-	const prime = 1099511628211
-	h := uint64(14695981039346656037)
-	for _, v := range []uint64{
-		st.Dev, st.Ino, uint64(st.Size), uint64(st.Mode), uint64(st.UID), uint64(st.GID),
-		uint64(st.Mtime.UnixNano()), uint64(st.Ctime.UnixNano()), st.Nlink,
-	} {
-		h = (h ^ v) * prime
-	}
-	if h == 0 {
-		h = 1
-	}
-	return h
+	digest := st.ID().Digest()
+	old := d.seen.Swap(digest)
+	return old != 0 && old != digest
 }

@@ -22,9 +22,18 @@ import (
 // text as the new notes (see renameIn in editdir.go).
 
 // Limits on scratch files, so that a runaway tool cannot eat the memory of
-// the host (ENOSPC beyond; the size of one file is bounded by
-// FS.maxNotes, EFBIG beyond).
+// the host: 256 names per directory (ENOSPC beyond), FS.maxNotes bytes per
+// file (EFBIG beyond), and Options.MaxScratchBytes for the content of all
+// scratch files of the mount together (ENOSPC beyond). A scratch file's
+// bytes count from when they are written until it is gone from its
+// directory and the kernel has forgotten it (an unlinked file still open
+// keeps its content, as on a local disk), or its snapshot or group is
+// removed.
 const maxScratchPerDir = 256
+
+// DefaultMaxScratchBytes is Options.MaxScratchBytes when zero: editors'
+// swap and backup files of a few notes are kilobytes each.
+const DefaultMaxScratchBytes = 64 << 20
 
 // scratchDir holds the scratch files of one directory, by name.
 type scratchDir struct {
@@ -51,6 +60,14 @@ type scratchFile struct {
 	// still reach this node under the name "notes" until its entry is
 	// invalidated, so from then on it answers as the notes file does.
 	notes *notesFile
+	// charged is how many bytes of data count against FS.scratchBytes.
+	charged int64
+
+	// names (how many directory entries name the file) and kernelRef (the
+	// kernel may hold the node) decide when its bytes go back; guarded
+	// by FS.scratchMu.
+	names     int
+	kernelRef bool
 }
 
 var (
@@ -59,6 +76,7 @@ var (
 	_ fusefs.NodeSetattrer  = (*scratchFile)(nil)
 	_ fusefs.NodeFsyncer    = (*scratchFile)(nil)
 	_ fusefs.NodeReadlinker = (*scratchFile)(nil)
+	_ fusefs.NodeForgetter  = (*scratchFile)(nil)
 )
 
 func (f *FS) newScratch(dirRel, name string, perm os.FileMode, uid, gid uint32) *scratchFile {
@@ -78,13 +96,17 @@ func (f *FS) scratchLookup(dir, name string) *scratchFile {
 	f.scratchMu.Lock()
 	defer f.scratchMu.Unlock()
 	if sd := f.scratch[dir]; sd != nil {
-		return sd.files[name]
+		if sf := sd.files[name]; sf != nil {
+			sf.kernelRef = true
+			return sf
+		}
 	}
 	return nil
 }
 
 // scratchAdd adds sf as name in dir; with replace it replaces an existing
-// file, else an existing name is EEXIST.
+// file (a rename, or a copy made by pbsfs), else an existing name is EEXIST
+// and sf is a new file handed to the kernel (create, mknod, symlink).
 func (f *FS) scratchAdd(dir, name string, sf *scratchFile, replace bool) error {
 	f.scratchMu.Lock()
 	defer f.scratchMu.Unlock()
@@ -93,13 +115,83 @@ func (f *FS) scratchAdd(dir, name string, sf *scratchFile, replace bool) error {
 		sd = &scratchDir{files: map[string]*scratchFile{}}
 		f.scratch[dir] = sd
 	}
-	if _, ok := sd.files[name]; ok && !replace {
+	old, ok := sd.files[name]
+	if ok && !replace {
 		return errExist
 	} else if !ok && len(sd.files) >= maxScratchPerDir {
 		return fuse.Errno(syscall.ENOSPC)
 	}
+	if old == sf {
+		return nil
+	}
+	if err := sf.chargeAll(); err != nil { // content set before it was added
+		return err
+	}
 	sd.files[name] = sf
+	sf.names++
+	if !replace {
+		sf.kernelRef = true
+	}
+	if old != nil {
+		f.unnameLocked(old)
+	}
 	return nil
+}
+
+// unnameLocked notes that one name of sf is gone; the caller holds
+// scratchMu.
+func (f *FS) unnameLocked(sf *scratchFile) {
+	sf.names--
+	if sf.names == 0 && !sf.kernelRef {
+		sf.drop()
+	}
+}
+
+// Forget: the kernel dropped the node; a file no name refers to any more
+// gives its bytes back.
+func (s *scratchFile) Forget() {
+	s.nodeBase.Forget()
+	s.fs.scratchMu.Lock()
+	defer s.fs.scratchMu.Unlock()
+	s.kernelRef = false
+	if s.names == 0 {
+		s.drop()
+	}
+}
+
+// resizeLocked sets the length of data, taking what it grows by from the
+// mount's scratch budget (ENOSPC when that is spent) and giving back what
+// it shrinks by. The caller holds s.mu and has checked the per-file limit.
+func (s *scratchFile) resizeLocked(size int) error {
+	if grow := int64(size) - s.charged; grow > 0 {
+		if !s.fs.scratchBytes.TryAcquire(grow) {
+			s.fs.log.Info("scratch files hold all the memory they may; write refused", "file", s.display(),
+				"limit", s.fs.maxScratch)
+			return fuse.Errno(syscall.ENOSPC)
+		}
+	} else if grow < 0 {
+		s.fs.scratchBytes.Release(-grow)
+	}
+	s.charged = int64(size)
+	s.data = resize(s.data, size)
+	return nil
+}
+
+// chargeAll charges content that was set without resizeLocked.
+func (s *scratchFile) chargeAll() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resizeLocked(len(s.data))
+}
+
+// drop gives the file's bytes back and forgets its content.
+func (s *scratchFile) drop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.charged > 0 {
+		s.fs.scratchBytes.Release(s.charged)
+	}
+	s.charged, s.data = 0, nil
 }
 
 // scratchRemove removes name from dir and returns it (nil if absent).
@@ -111,7 +203,11 @@ func (f *FS) scratchRemove(dir, name string) *scratchFile {
 		return nil
 	}
 	sf := sd.files[name]
+	if sf == nil {
+		return nil
+	}
 	delete(sd.files, name)
+	f.unnameLocked(sf)
 	if len(sd.files) == 0 && !sd.notesUnlinked {
 		delete(f.scratch, dir)
 	}
@@ -171,12 +267,15 @@ func (f *FS) scratchList(dir string) []fuse.Dirent {
 }
 
 // dropScratchBelow forgets the scratch files of dir and of every directory
-// below it (after the snapshot or group was removed).
+// below it (after the snapshot or group was removed; "" is all of them).
 func (f *FS) dropScratchBelow(dir string) {
 	f.scratchMu.Lock()
 	defer f.scratchMu.Unlock()
-	for k := range f.scratch {
-		if k == dir || strings.HasPrefix(k, dir+"/") {
+	for k, sd := range f.scratch {
+		if dir == "" || k == dir || strings.HasPrefix(k, dir+"/") {
+			for _, sf := range sd.files {
+				sf.drop()
+			}
 			delete(f.scratch, k)
 		}
 	}
@@ -235,7 +334,7 @@ func (s *scratchFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fus
 	resp.Flags |= fuse.OpenDirectIO
 	if req.Flags&fuse.OpenTruncate != 0 && writable(req.Flags) {
 		s.mu.Lock()
-		s.data = nil
+		_ = s.resizeLocked(0) // shrinking cannot fail
 		s.mtime = time.Now()
 		s.mu.Unlock()
 	}
@@ -265,7 +364,9 @@ func (s *scratchFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, res
 		if req.Size > uint64(s.fs.maxNotes) {
 			return errTooBig
 		}
-		s.data = resize(s.data, int(req.Size))
+		if err := s.resizeLocked(int(req.Size)); err != nil {
+			return err
+		}
 		s.mtime = now
 	}
 	if req.Valid.Mode() {
@@ -417,7 +518,9 @@ func (h *scratchHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp 
 		return errTooBig
 	}
 	if end > int64(len(s.data)) {
-		s.data = resize(s.data, int(end))
+		if err := s.resizeLocked(int(end)); err != nil {
+			return err
+		}
 	}
 	copy(s.data[off:], req.Data)
 	s.mtime = time.Now()

@@ -4,8 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -269,5 +271,38 @@ func TestScratchUnlinkNotes(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(e.base, "vm/100/notes"))
 	if err != nil || string(b) != "renamed in\n" {
 		t.Errorf("stored group notes %q, %v", b, err)
+	}
+}
+
+// TestMountScratchBudget: the editors' scratch files of the whole mount
+// share one byte budget: a file in a second directory is refused with
+// ENOSPC once both together would pass it, and the bytes of a removed file
+// come back.
+func TestMountScratchBudget(t *testing.T) {
+	const budget = 1 << 20
+	e := newEnv(t, func(o *Options) { o.MaxScratchBytes = budget })
+	mnt := mountEnv(t, e)
+	a, b := "vm/100/"+tFirst+"/a.swp", "vm/100/"+tSecond+"/b.swp"
+	mustSh(t, mnt, "head -c 600000 /dev/zero > "+a)
+	out, err := sh(t, mnt, "head -c 600000 /dev/zero > "+b)
+	if err == nil || !strings.Contains(out, "No space left on device") {
+		t.Errorf("second 600 kB scratch file beside the first in a 1 MiB budget: %v\n%s", err, out)
+	}
+	mustSh(t, mnt, "rm -f "+a+" "+b)
+	// The kernel forgets the removed file (and pbsfs gives its bytes back)
+	// on its own time: try again until it did.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err = sh(t, mnt, "head -c 600000 /dev/zero > "+b)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bytes of a removed scratch file never came back: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := mustSh(t, mnt, "wc -c < "+b); strings.TrimSpace(got) != "600000" {
+		t.Errorf("size %q", got)
 	}
 }

@@ -70,7 +70,7 @@ func (d *snapDir) lengths() (notesLen, jsonLen int, st datastore.Stamp, err erro
 			return 0, 0, st, err
 		}
 		m.mu.Lock()
-		if m.valid && sameFile(m.st, st) {
+		if m.valid && m.st.ID() == st.ID() {
 			defer m.mu.Unlock()
 			m.checked = t
 			return int(m.notesLen), int(m.jsonLen), m.st, nil
@@ -108,7 +108,7 @@ func (d *snapDir) notesText() (string, datastore.Stamp, error) {
 		return "", st, err
 	}
 	m.mu.Lock()
-	if m.valid && m.hasNotes && sameFile(m.st, st) {
+	if m.valid && m.hasNotes && m.st.ID() == st.ID() {
 		defer m.mu.Unlock()
 		m.checked = t
 		return m.notes, m.st, nil

@@ -77,7 +77,7 @@ func (d *typeDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		return d.fs.readOnlyErr()
 	}
 	if !req.Dir || !datastore.ValidBackupID(req.Name) {
-		return d.denied()
+		return d.notSupported()
 	}
 	g := d.group(req.Name)
 	if err := d.fs.store.RemoveGroup(g); err != nil {

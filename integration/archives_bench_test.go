@@ -30,6 +30,7 @@ import (
 	"pbsfs/datastore"
 	"pbsfs/demo"
 	"pbsfs/index"
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
@@ -48,9 +49,7 @@ func startBenchMount(tb testing.TB, store string, extra ...string) *benchMount {
 	if buildErr != nil {
 		tb.Fatalf("building pbsfs failed: %v", buildErr)
 	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		tb.Skip("no /dev/fuse")
-	}
+	testsupport.RequireFUSE(tb)
 	m := &benchMount{dir: filepath.Join(tb.TempDir(), "mnt"), stderr: &syncBuffer{}, done: make(chan struct{})}
 	os.Mkdir(m.dir, 0o755)
 	args := append([]string{"mount", "--read-only", "--lock-scheme", "run", "--lock-dir", tb.TempDir(), "--store", storeName}, extra...)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"pbsfs/internal/testsupport"
 	"pbsfs/manifest"
 )
 
@@ -204,7 +205,7 @@ func TestCorruptStore(t *testing.T) {
 // sibling snapshots keep working.
 func TestUnreadableManifest(t *testing.T) {
 	t.Parallel()
-	requireRootCI(t, "drop capabilities with setpriv")
+	testsupport.RequireRoot(t, "drop capabilities with setpriv")
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		if os.Getenv("CI") == "true" {

@@ -3,10 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,41 +12,10 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/demo"
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
-
-// requireRootCI skips the test when not running as root, or fails it when
-// CI=true (CI runs as root and must run it).
-func requireRootCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs root (%s) — CI=true, so it must not be skipped", why)
-	}
-	t.Skip("needs root: " + why)
-}
-
-// smallFS mounts a size-limited tmpfs on a fresh temporary directory and
-// unmounts it at the end of the test (after the pbsfs mounts on top of it,
-// whose cleanups were registered later and so run first).
-func smallFS(t *testing.T, size string) string {
-	t.Helper()
-	requireRootCI(t, "mount a size-limited tmpfs")
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-			_ = exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	return dir
-}
 
 // fastStore writes the demo sample store on a tmpfs (as root) — where
 // fsync costs nothing, so tests that make thousands of manifest updates
@@ -59,52 +25,13 @@ func fastStore(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	if os.Geteuid() == 0 {
-		dir = smallFS(t, "256m")
+		dir = testsupport.SmallFS(t, "256m")
 	}
 	store := filepath.Join(dir, "store")
 	if _, err := demo.Sample(store); err != nil {
 		t.Fatalf("demo.Sample: %v", err)
 	}
 	return store
-}
-
-func freeBytes(t *testing.T, p string) int64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(p, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize)
-}
-
-// fill writes a filler file into dir so that at most room bytes stay free.
-func fill(t *testing.T, dir string, room int64) string {
-	t.Helper()
-	filler := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(filler, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if n := freeBytes(t, dir) - room; n > 0 {
-		if _, err := f.Write(make([]byte, n)); err != nil {
-			t.Fatalf("filling %s: %v", dir, err)
-		}
-	}
-	if got := freeBytes(t, dir); got > room {
-		t.Fatalf("%s still has %d bytes free, want at most %d", dir, got, room)
-	}
-	return filler
-}
-
-// incompressible is n bytes of random ASCII.
-func incompressible(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(b)[:n]
 }
 
 // smallStore writes a datastore with one group (with notes) and one
@@ -161,7 +88,7 @@ func TestDiskFull(t *testing.T) {
 		{"almost enough room", 64 << 10}, // the new manifest needs ~96 KiB
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := smallFS(t, "1m")
+			dir := testsupport.SmallFS(t, "1m")
 			store, snap, group := smallStore(t, dir)
 			m := startMount(t, store)
 			blob := filepath.Join(store, snap, "index.json.blob")
@@ -174,8 +101,8 @@ func TestDiskFull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			big := incompressible(t, 96<<10)
-			filler := fill(t, dir, c.room)
+			big := testsupport.RandomText(t, 96<<10)
+			filler := testsupport.FillUpTo(t, dir, c.room)
 
 			for _, rel := range []string{snap + "/notes", group + "/notes"} {
 				for _, w := range []struct {

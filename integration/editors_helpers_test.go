@@ -18,6 +18,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/demo"
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/manifest"
 )
@@ -30,20 +31,7 @@ var editorTimeout = scaled(60 * time.Second)
 // CI=true: .ci/run installs them, so CI must run these tests.
 func requireEditorTools(t *testing.T, names ...string) {
 	t.Helper()
-	var missing []string
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			missing = append(missing, n)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "not installed: " + strings.Join(missing, ", ")
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " — CI=true, so the editor tests must not be skipped (.ci/run installs them)")
-	}
-	t.Skip(msg)
+	testsupport.RequireTools(t, names...)
 }
 
 // editorEnv is the environment editors run in: a fresh HOME (no user

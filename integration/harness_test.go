@@ -18,6 +18,7 @@ import (
 	"pbsfs/datastore"
 	"pbsfs/demo"
 	pbsfs "pbsfs/fs"
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 )
 
@@ -50,20 +51,7 @@ func scaled(d time.Duration) time.Duration {
 // pbsfs binary could not be built.
 func requireFUSE(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing = append(missing, "/dev/fuse ("+err.Error()+")")
-	}
-	if _, err := exec.LookPath("fusermount3"); err != nil {
-		missing = append(missing, "fusermount3 (install the fuse3 package)")
-	}
-	if len(missing) > 0 {
-		msg := "FUSE not available: " + strings.Join(missing, ", ")
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " — CI=true, so the mount tests must not be skipped")
-		}
-		t.Skip(msg)
-	}
+	testsupport.RequireFUSE(t)
 	if buildErr != nil {
 		t.Fatalf("building pbsfs failed: %v", buildErr)
 	}

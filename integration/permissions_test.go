@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"pbsfs/demo"
+	"pbsfs/internal/testsupport"
 )
 
 // traversable makes a test directory and its parents up to the test's own
@@ -37,7 +38,7 @@ func asNobody(t *testing.T, script string) (string, error) {
 // requireNobody fails or skips unless we are root and can become nobody.
 func requireNobody(t *testing.T) {
 	t.Helper()
-	requireRootCI(t, "run commands as user nobody and chown the datastore")
+	testsupport.RequireRoot(t, "run commands as user nobody and chown the datastore")
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("setpriv (util-linux) not found — CI=true, so this test must not be skipped")

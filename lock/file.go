@@ -2,6 +2,8 @@ package lock
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -201,18 +203,43 @@ func (l *Locker) openOrCreate(path string, mkParents bool) (*os.File, error) {
 	return nil, fmt.Errorf("create lock file %q: lock file keeps vanishing", path)
 }
 
-// createAtomic creates path via a temporary file. It returns an error
+// createAtomic creates path via a temporary file in its directory (opened
+// by path: the lock directory outside the datastore). It returns an error
 // satisfying errors.Is(err, fs.ErrExist) if path appeared meanwhile.
 func (l *Locker) createAtomic(path string) (*os.File, error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, TempPrefix)
+	dir, err := os.OpenFile(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("create lock file %q: %w", path, err)
 	}
-	tmpName := tmp.Name()
+	defer dir.Close()
+	return l.createAtomicAt(int(dir.Fd()), filepath.Base(path), path)
+}
+
+// createAtomicAt creates name in the directory open as dirfd via a
+// temporary file given mode and owner first; path names it in messages.
+func (l *Locker) createAtomicAt(dirfd int, name, path string) (*os.File, error) {
+	var tmpName string
+	var fd int
+	for {
+		var rnd [6]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return nil, fmt.Errorf("create lock file %q: %w", path, err)
+		}
+		tmpName = TempPrefix + hex.EncodeToString(rnd[:])
+		var err error
+		fd, err = unix.Openat(dirfd, tmpName, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == unix.EEXIST {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create lock file %q: %w", path, err)
+		}
+		break
+	}
+	tmp := os.NewFile(uintptr(fd), filepath.Join(filepath.Dir(path), tmpName))
 	fail := func(err error) (*os.File, error) {
 		tmp.Close()
-		_ = os.Remove(tmpName)
+		_ = unix.Unlinkat(dirfd, tmpName, 0)
 		return nil, err
 	}
 	// fchmod is not subject to the umask.
@@ -224,11 +251,11 @@ func (l *Locker) createAtomic(path string) (*os.File, error) {
 			return fail(fmt.Errorf("create lock file %q: set owner %d:%d: %w", path, l.cfg.UID, l.cfg.GID, err))
 		}
 	}
-	err = unix.Renameat2(unix.AT_FDCWD, tmpName, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	err := unix.Renameat2(dirfd, tmpName, dirfd, name, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		// File system without RENAME_NOREPLACE: link fails with EEXIST too.
-		err = unix.Link(tmpName, path)
-		_ = os.Remove(tmpName)
+		err = unix.Linkat(dirfd, tmpName, dirfd, name, 0)
+		_ = unix.Unlinkat(dirfd, tmpName, 0)
 	}
 	if err != nil {
 		return fail(fmt.Errorf("move lock file into place at %q: %w", path, err))
@@ -271,19 +298,22 @@ func (l *Locker) mkdirAll(dir string) error {
 	return nil
 }
 
-// lockDirNB takes a non-blocking flock on a datastore directory (Dirs and
-// Legacy schemes, proxmox-sys lock_dir_noblock: open O_RDONLY|O_DIRECTORY|
-// O_CLOEXEC, flock LOCK_NB; we add O_NOFOLLOW, see openFlags: a symlink
-// gives ENOTDIR). gofrs/flock is not used: it is made for lock
-// files (it opens with O_CREATE by default and, on EIO/EBADF, re-opens the
-// path O_RDWR, which a directory cannot be), while here an existing directory
-// must be opened read-only, never created, and a missing one reported as
-// such.
-func lockDirNB(path, what string, exclusive bool) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+// lockDirNB takes a non-blocking flock on the datastore directory rel
+// (Dirs and Legacy schemes, proxmox-sys lock_dir_noblock: open O_RDONLY|
+// O_DIRECTORY|O_CLOEXEC, flock LOCK_NB). We resolve rel beneath the
+// datastore and follow no symlink anywhere on the way (openBeneath, ELOOP),
+// as the datastore resolves its own files: a symlink planted on the path
+// would lock a directory of the planter's choosing. gofrs/flock is not
+// used: it is made for lock files (it opens with O_CREATE by default and,
+// on EIO/EBADF, re-opens the path O_RDWR, which a directory cannot be),
+// while here an existing directory must be opened read-only, never
+// created, and a missing one reported as such.
+func (l *Locker) lockDirNB(rel, what string, exclusive bool) (*Lock, error) {
+	f, err := l.openBeneath(rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("unable to open %s directory %q for locking: %w", what, path, err)
+		return nil, fmt.Errorf("unable to open %s directory for locking: %w", what, err)
 	}
+	path := f.Name()
 	how := unix.LOCK_SH
 	if exclusive {
 		how = unix.LOCK_EX

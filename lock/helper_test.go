@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"pbsfs/internal/testsupport"
 )
 
 // The tests re-execute the test binary as a helper process that takes one
@@ -140,14 +141,7 @@ func helperLock(a helperArgs) (func(), string, error) {
 }
 
 // helper is a running helper process.
-type helper struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	done  bool
-}
-
-const helperWait = 30 * time.Second
+type helper struct{ *testsupport.Proc }
 
 // spawn starts a helper and returns it with its first line ("ready" or
 // "error: ...").
@@ -157,50 +151,8 @@ func spawn(t *testing.T, a helperArgs) (*helper, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// atexit_sleep_ms: under -race the runtime otherwise sleeps 1 s at exit.
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(js), "GORACE=atexit_sleep_ms=0")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &helper{cmd: cmd, stdin: stdin, lines: make(chan string, 16)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			h.lines <- sc.Text()
-		}
-		close(h.lines)
-	}()
-	t.Cleanup(func() {
-		if !h.done {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	return h, h.line(t)
-}
-
-func (h *helper) line(t *testing.T) string {
-	t.Helper()
-	select {
-	case s, ok := <-h.lines:
-		if !ok {
-			return "error: helper exited"
-		}
-		return s
-	case <-time.After(helperWait):
-		t.Fatal("helper did not answer")
-		return ""
-	}
+	h := &helper{testsupport.StartHelper(t, []string{helperEnv + "=" + string(js)})}
+	return h, h.Line(t)
 }
 
 // hold starts a helper that must get its lock.
@@ -228,24 +180,18 @@ func tryHold(t *testing.T, a helperArgs) string {
 // do sends a command and waits for "ok".
 func (h *helper) do(t *testing.T, cmd string) {
 	t.Helper()
-	if _, err := io.WriteString(h.stdin, cmd+"\n"); err != nil {
-		t.Fatal(err)
-	}
-	if s := h.line(t); s != "ok" {
+	h.Send(t, cmd)
+	if s := h.Line(t); s != "ok" {
 		t.Fatalf("helper %s: %s", cmd, s)
 	}
 }
 
 // release closes stdin, which makes the helper drop its lock and exit, and
-// waits for it.
+// waits for it (an exit status is no error: a helper that could not lock
+// exits with one).
 func (h *helper) release(t *testing.T) {
 	t.Helper()
-	if h.done {
-		return
-	}
-	h.done = true
-	h.stdin.Close()
-	if err := h.cmd.Wait(); err != nil {
+	if err := h.Release(); err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
 			t.Fatalf("helper: %v", err)

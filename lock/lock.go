@@ -79,7 +79,7 @@ type Path struct {
 }
 
 // String returns "[ns/a/ns/b/]rel" (the datastore-relative directory).
-func (p Path) String() string { return filepath.Join(nsDirPath(p.NS), p.Rel) }
+func (p Path) String() string { return filepath.Join(NSDir(p.NS), p.Rel) }
 
 // Locker takes locks for one datastore in one scheme. It is immutable and
 // safe for concurrent use.
@@ -189,7 +189,7 @@ func (l *Locker) LockGroup(p Path) (*Lock, error) {
 		}
 		return lk, nil
 	}
-	return lockDirNB(path, "backup group", true)
+	return l.lockDirNB(p.String(), "backup group", true)
 }
 
 // LockSnapshot takes the non-blocking snapshot lock, shared or exclusive.
@@ -209,7 +209,7 @@ func (l *Locker) LockSnapshot(p Path, shared bool) (*Lock, error) {
 		}
 		return lk, nil
 	}
-	return lockDirNB(path, "snapshot", !shared)
+	return l.lockDirNB(p.String(), "snapshot", !shared)
 }
 
 // LockManifest takes the exclusive manifest lock of a snapshot, waiting up to
@@ -222,10 +222,16 @@ func (l *Locker) LockManifest(ctx context.Context, p Path, timeout time.Duration
 		return nil, err
 	}
 	path := l.ManifestLockPath(p)
-	// Legacy: the lock file lives inside the snapshot directory, which must
-	// not be re-created if the snapshot is gone.
-	mkParents := l.cfg.Scheme != Legacy
-	lk, err := l.lockFileWait(ctx, path, timeout, mkParents)
+	var lk *Lock
+	var err error
+	if l.cfg.Scheme == Legacy {
+		// The lock file lives inside the snapshot directory: resolved
+		// beneath the datastore, and the directory is never re-created
+		// if the snapshot is gone.
+		lk, err = l.lockFileBeneathWait(ctx, filepath.Join(p.String(), manifestLockName), timeout)
+	} else {
+		lk, err = l.lockFileWait(ctx, path, timeout, true)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unable to acquire manifest lock %q: %w", path, err)
 	}

@@ -43,7 +43,7 @@ func (l *Locker) ManifestLockPath(p Path) string {
 	case Run:
 		return l.runLockPath(p.NS, p.Rel+"/"+manifestLockName)
 	case Dirs:
-		d := filepath.Join(l.cfg.Dir, l.cfg.Store, nsDirPath(p.NS), p.Rel)
+		d := filepath.Join(l.cfg.Dir, l.cfg.Store, NSDir(p.NS), p.Rel)
 		return filepath.Join(d, filepath.Base(p.Rel)+manifestLockName)
 	default:
 		return filepath.Join(l.objectDir(p), manifestLockName)
@@ -52,7 +52,7 @@ func (l *Locker) ManifestLockPath(p Path) string {
 
 // objectDir is the object's directory inside the datastore.
 func (l *Locker) objectDir(p Path) string {
-	return filepath.Join(l.cfg.Base, nsDirPath(p.NS), p.Rel)
+	return filepath.Join(l.cfg.Base, NSDir(p.NS), p.Rel)
 }
 
 // runLockPath is <Dir>/<store>/ + RunLockName(ns, rel).
@@ -79,8 +79,10 @@ func RunLockName(ns []string, rel string) string {
 	return strings.Join(ns, ":") + "/" + enc
 }
 
-// nsDirPath renders a namespace as its datastore directory "ns/a/ns/b".
-func nsDirPath(ns []string) string {
+// NSDir renders a namespace as its directory below the datastore root:
+// "" for the root, "ns/a/ns/b" for a/b. The datastore's paths use it too,
+// so that there is one rule for where a namespace lives.
+func NSDir(ns []string) string {
 	if len(ns) == 0 {
 		return ""
 	}

@@ -101,3 +101,62 @@ func TestSymlinkNotFollowed(t *testing.T) {
 		}
 	})
 }
+
+// TestSymlinkOnPathNotFollowed: in the schemes that lock inside the
+// datastore (dirs, legacy), a symlink planted anywhere on the path, not only
+// as the last component, is not followed: the locks fail with ELOOP, and
+// nothing outside is created or locked.
+func TestSymlinkOnPathNotFollowed(t *testing.T) {
+	for _, scheme := range []Scheme{Dirs, Legacy} {
+		t.Run(string(scheme), func(t *testing.T) { testSymlinkOnPath(t, setup(t, scheme)) })
+	}
+}
+
+func testSymlinkOnPath(t *testing.T, cfg Config) {
+	l := mustNew(t, cfg)
+	// The type directory "vm" becomes a symlink to a copy outside
+	// holding the same group and snapshot directories.
+	outside := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(outside, "100", tm), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vm := filepath.Join(cfg.Base, "vm")
+	if err := os.RemoveAll(vm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, vm); err != nil {
+		t.Fatal(err)
+	}
+	tries := map[string]func() (*Lock, error){
+		"group":           func() (*Lock, error) { return l.LockGroup(groupP) },
+		"snapshot":        func() (*Lock, error) { return l.LockSnapshot(snapP, false) },
+		"shared snapshot": func() (*Lock, error) { return l.LockSnapshot(snapP, true) },
+	}
+	if cfg.Scheme == Legacy { // the dirs scheme keeps it in the lock directory
+		tries["manifest (no wait)"] = func() (*Lock, error) { return l.LockManifest(t.Context(), snapP, 0) }
+		tries["manifest"] = func() (*Lock, error) { return l.LockManifest(t.Context(), snapP, shortTimeout) }
+	}
+	for what, try := range tries {
+		lk, err := try()
+		if err == nil {
+			lk.Unlock()
+			t.Errorf("%s lock through a symlinked parent: locked %s", what, lk.Path())
+		} else if !errors.Is(err, syscall.ELOOP) {
+			t.Errorf("%s lock through a symlinked parent: %v, want ELOOP", what, err)
+		}
+	}
+	// Nothing outside is held or created.
+	for _, p := range []string{filepath.Join(outside, "100"), filepath.Join(outside, "100", tm)} {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Errorf("%s is locked: %v", p, err)
+		}
+		f.Close()
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "100", tm, manifestLockName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a lock file was created outside the datastore: %v", err)
+	}
+}

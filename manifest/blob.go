@@ -154,10 +154,14 @@ func (b *Blob) Decode() ([]byte, error) {
 
 // Buffers lends the memory a decode writes into, so that a reader of many
 // chunks can reuse it instead of allocating (and zeroing) megabytes per
-// chunk. Get returns a slice of length 0 and capacity at least n; Put takes
-// back one that nothing uses any more.
+// chunk, and a process can bound what its decodes hold at once. Get returns
+// a slice of length 0 and capacity at least n, or an error (wrapping
+// ErrNoMemory when a memory budget is spent), which the decode returns
+// wrapped without decoding; Put takes back one that nothing uses any more.
+// A decode asks for its output before decoding, as much as the frame
+// headers allow (up to MaxBlobSize for a crafted header).
 type Buffers interface {
-	Get(n int) []byte
+	Get(n int) ([]byte, error)
 	Put(b []byte)
 }
 
@@ -165,8 +169,8 @@ type Buffers interface {
 // them back.
 type heapBuffers struct{}
 
-func (heapBuffers) Get(n int) []byte { return make([]byte, 0, n) }
-func (heapBuffers) Put([]byte)       {}
+func (heapBuffers) Get(n int) ([]byte, error) { return make([]byte, 0, n), nil }
+func (heapBuffers) Put([]byte)                {}
 
 // DecodeInto is DecodeWith writing into memory from bufs. It returns the
 // plain data and buf, the buffer from bufs that holds it, which the caller
@@ -270,14 +274,23 @@ var sharedCodec = sync.OnceValues(func() (*codec, error) {
 		return nil, fmt.Errorf("manifest: create zstd encoder: %w", err)
 	}
 	dec, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(MaxBlobSize), // per-frame output and window bound
+		zstd.WithDecoderConcurrency(0),         // GOMAXPROCS block decoders, each a few hundred KiB
+		zstd.WithDecoderMaxMemory(MaxBlobSize), // per-frame output bound
+		zstd.WithDecoderMaxWindow(maxZstdWindow),
+		zstd.WithDecodeAllCapLimit(true), // never grow past the buffer decompress reserved
 	)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: create zstd decoder: %w", err)
 	}
 	return &codec{enc: enc, dec: dec}, nil
 })
+
+// maxZstdWindow bounds the window a frame header may ask for. PBS
+// compresses at level 1 (window at most 512 KiB) and our encoder with a
+// window of at most 8 MiB; single-segment frames (what a bulk encoder of a
+// known size writes) carry no window and are bounded by their content size
+// instead. The decoder would otherwise accept windows up to MaxBlobSize.
+const maxZstdWindow = 8 << 20
 
 // maxZstdBlock is the largest output of one zstd block (Block_Maximum_Size).
 const maxZstdBlock = 128 << 10
@@ -374,18 +387,29 @@ func (c *codec) decompress(payload []byte, bufs Buffers) ([]byte, error) {
 	if declared > MaxBlobSize {
 		return nil, fmt.Errorf("%w: zstd frames declare %d bytes, limit %d", ErrTooLarge, declared, MaxBlobSize)
 	}
-	if bound > MaxBlobSize {
+	clamped := bound > MaxBlobSize
+	if clamped {
 		if frames > 1 {
 			return nil, fmt.Errorf("%w: %d zstd frames may decode to %d bytes, limit %d", ErrTooLarge, frames, bound, MaxBlobSize)
 		}
 		bound = MaxBlobSize
 	}
-	buf := bufs.Get(int(bound) + 64)
+	buf, err := bufs.Get(int(bound) + 64)
+	if err != nil {
+		return nil, fmt.Errorf("output buffer for a %d-byte zstd payload: %w", len(payload), err)
+	}
 	out, err := c.dec.DecodeAll(payload, buf[:0])
 	if err != nil {
 		bufs.Put(buf)
-		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
-			return nil, fmt.Errorf("%w: zstd payload decodes to more than %d bytes (or needs a larger window): %w", ErrTooLarge, MaxBlobSize, err)
+		switch {
+		case errors.Is(err, zstd.ErrWindowSizeExceeded):
+			return nil, fmt.Errorf("%w: zstd frame needs a window larger than %d bytes: %w", ErrTooLarge, maxZstdWindow, err)
+		case errors.Is(err, zstd.ErrDecoderSizeExceeded) && clamped:
+			return nil, fmt.Errorf("%w: zstd payload decodes to more than %d bytes: %w", ErrTooLarge, MaxBlobSize, err)
+		case errors.Is(err, zstd.ErrDecoderSizeExceeded):
+			// More output than its own headers allow (the buffer is the
+			// scanned bound and the decoder may not grow it).
+			return nil, fmt.Errorf("%w: zstd payload decodes to more than its headers declare (%d bytes): %w", ErrCorrupt, bound, err)
 		}
 		return nil, fmt.Errorf("%w: zstd decode of %d-byte payload: %w", ErrCorrupt, len(payload), err)
 	}

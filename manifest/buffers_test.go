@@ -12,10 +12,10 @@ type countingBuffers struct {
 	t   *testing.T
 }
 
-func (c *countingBuffers) Get(n int) []byte {
+func (c *countingBuffers) Get(n int) ([]byte, error) {
 	b := make([]byte, 0, n)
 	c.out[&b[:1][0]] = n
-	return b
+	return b, nil
 }
 
 func (c *countingBuffers) Put(b []byte) {

@@ -106,7 +106,11 @@ func (c *CryptConfig) decrypt(b *Blob, bufs Buffers) ([]byte, error) {
 	// GCM wants ciphertext ‖ tag in one slice; the blob keeps the tag in
 	// the header. One copy, then decryption in place.
 	n := len(b.Payload) + tagSize
-	buf := bufs.Get(n)[:n]
+	buf, err := bufs.Get(n)
+	if err != nil {
+		return nil, fmt.Errorf("decryption buffer: %w", err)
+	}
+	buf = buf[:n]
 	copy(buf, b.Payload)
 	copy(buf[len(b.Payload):], b.Tag[:])
 	plain, err := c.aead.Open(buf[:0], b.IV[:], buf, nil)

@@ -52,4 +52,8 @@ var (
 	// different after the update. This indicates a bug, never bad input.
 	// (Addition.)
 	ErrSignedChanged = errors.New("signed part of manifest changed during update")
+	// ErrNoMemory is for Buffers whose memory budget is spent: a decode
+	// whose Get fails with it did not decode anything. Not corruption: the
+	// same blob may decode once other decodes are done. (Addition.)
+	ErrNoMemory = errors.New("decode memory budget exhausted")
 )

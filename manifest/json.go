@@ -93,8 +93,12 @@ type parser struct {
 }
 
 // parseJSON parses exactly one JSON value surrounded by optional whitespace.
-func parseJSON(data []byte) (jvalue, error) {
-	p := parser{data: string(data)}
+func parseJSON(data []byte) (jvalue, error) { return parseJSONText(string(data)) }
+
+// parseJSONText is parseJSON of text that is never modified, without the
+// copy: the values refer into it.
+func parseJSONText(text string) (jvalue, error) {
+	p := parser{data: text}
 	p.skipWS()
 	v, err := p.value(0)
 	if err != nil {

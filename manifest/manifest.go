@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Backup types and crypt modes as they appear in a manifest.
@@ -62,8 +63,11 @@ func invalidArg(format string, args ...any) error {
 
 // Parse parses and validates manifest JSON (index.json after blob decoding).
 // Errors satisfy errors.Is(err, ErrBadManifest) and ErrCorrupt.
-func Parse(jsonText []byte) (*Manifest, error) {
-	v, err := parseJSON(jsonText)
+func Parse(jsonText []byte) (*Manifest, error) { return parseText(string(jsonText)) }
+
+// parseText is Parse of text the manifest may keep referring to.
+func parseText(jsonText string) (*Manifest, error) {
+	v, err := parseJSONText(jsonText)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadManifest, err)
 	}
@@ -215,12 +219,33 @@ func normalizeCsum(s string) (string, error) {
 }
 
 // Load decodes a raw index.json.blob (CRC checked) and parses it.
-func Load(blobRaw []byte) (*Manifest, error) {
-	data, err := DecodeBlob(blobRaw)
+func Load(blobRaw []byte) (*Manifest, error) { return LoadWith(blobRaw, heapBuffers{}) }
+
+// LoadWith is Load decoding into memory from bufs (and within their Budget,
+// if they carry one); the decoded text goes back to bufs once parsed.
+func LoadWith(blobRaw []byte, bufs Buffers) (*Manifest, error) {
+	b, err := ParseBlob(blobRaw)
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}
-	m, err := Parse(data)
+	data, buf, err := b.DecodeInto(nil, bufs)
+	if err != nil {
+		return nil, fmt.Errorf("load manifest: %w", err)
+	}
+	// The manifest keeps referring to a copy of the text (its strings are
+	// substrings of it); the copy is memory from bufs too, never given
+	// back, so a reusing bufs cannot overwrite it.
+	text, err := bufs.Get(len(data))
+	if err == nil {
+		text = append(text, data...)
+	}
+	if buf != nil {
+		bufs.Put(buf)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load manifest: text buffer: %w", err)
+	}
+	m, err := parseText(unsafe.String(unsafe.SliceData(text), len(text)))
 	if err != nil {
 		return nil, fmt.Errorf("load manifest: %w", err)
 	}

@@ -16,6 +16,12 @@ import (
 // parsed from them. An error from fn is returned wrapped and unchanged in
 // kind.
 func UpdateBlob(raw []byte, fn func(*Unprotected) error) ([]byte, *Manifest, error) {
+	return updateBlob(raw, fn, (*Manifest).EncodeBlob)
+}
+
+// updateBlob is UpdateBlob with the encoder as a parameter, so that a test
+// can hand it a faulty one and see the checks refuse its output.
+func updateBlob(raw []byte, fn func(*Unprotected) error, encode func(*Manifest) ([]byte, error)) ([]byte, *Manifest, error) {
 	m, err := Load(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("update manifest: %w", err)
@@ -31,7 +37,7 @@ func UpdateBlob(raw []byte, fn func(*Unprotected) error) ([]byte, *Manifest, err
 		return nil, nil, fmt.Errorf("update manifest: %w", err)
 	}
 
-	out, err := m.EncodeBlob()
+	out, err := encode(m)
 	if err != nil {
 		return nil, nil, fmt.Errorf("update manifest: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"pbsfs/datastore"
 	"pbsfs/demo"
+	"pbsfs/internal/testsupport"
 	"pbsfs/keyfile"
 	"pbsfs/lock"
 )
@@ -33,15 +34,7 @@ func TestMain(m *testing.M) {
 
 func needFUSE(t *testing.T) {
 	t.Helper()
-	if os.Getenv("PBSFS_SKIP_FUSE") != "" {
-		t.Skip("PBSFS_SKIP_FUSE is set")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
-	if _, err := exec.LookPath("fusermount3"); err != nil {
-		t.Skip("no fusermount3")
-	}
+	testsupport.RequireFUSE(t)
 }
 
 // pbsfsProc is a running pbsfs child.
