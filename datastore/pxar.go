@@ -72,20 +72,9 @@ func pairSplitArchives(list []ArchiveInfo) []ArchiveInfo {
 // it was opened from.
 type openedPxar struct {
 	info    ArchiveInfo
-	meta    fileKey
-	payload fileKey
+	meta    FileID
+	payload FileID
 	arch    *pxar.Archive
-}
-
-// fileKey identifies the content of a file: PBS never rewrites a file in
-// place, so a change gives another inode or at least another size or time.
-type fileKey struct {
-	dev, ino           uint64
-	size, mtime, ctime int64
-}
-
-func keyOfStamp(st Stamp) fileKey {
-	return fileKey{st.Dev, st.Ino, st.Size, st.Mtime.UnixNano(), st.Ctime.UnixNano()}
 }
 
 func newPxarCache() *lru.Cache[string, *openedPxar] {
@@ -122,7 +111,7 @@ func (s *Store) OpenPxar(sn Snapshot, name string) (*pxar.Archive, ArchiveInfo, 
 		}
 	}
 	key := path.Join(sn.Dir(), name)
-	if c, ok := s.arch.pxar.Get(key); ok && c.meta == keyOfStamp(st) && c.payload == keyOfStamp(pst) &&
+	if c, ok := s.arch.pxar.Get(key); ok && c.meta == st.ID() && c.payload == pst.ID() &&
 		sameManifestEntry(c.info, info) {
 		return c.arch, info, st, nil
 	}
@@ -130,7 +119,7 @@ func (s *Store) OpenPxar(sn Snapshot, name string) (*pxar.Archive, ArchiveInfo, 
 	if err != nil {
 		return nil, info, st, err
 	}
-	s.arch.pxar.Add(key, &openedPxar{info: info, meta: keyOfStamp(st), payload: keyOfStamp(pst), arch: arch})
+	s.arch.pxar.Add(key, &openedPxar{info: info, meta: st.ID(), payload: pst.ID(), arch: arch})
 	return arch, info, st, nil
 }
 

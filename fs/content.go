@@ -15,8 +15,12 @@ import (
 // from owner): the content only changes when that file's stamp does.
 type contentCache struct {
 	mu   sync.Mutex
-	last datastore.FileID // the content the kernel may have cached (40 bytes, not a whole Stamp's 100)
+	last datastore.FileID // the content of the last open (40 bytes, not a whole Stamp's 100)
 	seen bool
+	// pages: the kernel's pages are of last. False after a DirectIO open:
+	// the invalidation of the old pages that goes with it runs in the
+	// background and may not have happened yet.
+	pages bool
 	// attr is the digest (datastore.FileID.Digest) of the file the attributes last
 	// given to the kernel came from (0: none): the kernel cuts page-cache
 	// reads at the size it has, so the page cache is only used for the
@@ -33,9 +37,13 @@ func (c *contentCache) sawAttr(st datastore.Stamp) {
 }
 
 // openFlags returns the open flags for content with stamp st:
-//   - same stamp as at the last open: OpenKeepCache, the kernel serves the
-//     pages it already has (the cheap path for `find | xargs cat`);
-//   - first open: no flag, the kernel drops any pages and reads afresh;
+//   - same content as the last open, whose pages the kernel has:
+//     OpenKeepCache, the kernel serves the pages it already has (the cheap
+//     path for `find | xargs cat`);
+//   - first open, or same content as a DirectIO open before: no flag, the
+//     kernel drops any pages at the open and reads afresh (a KeepCache open
+//     right after a DirectIO one could be served old pages, NUL-padded to
+//     the new size, before the invalidation sent in the background lands);
 //   - changed since the last open, or not the content the kernel's
 //     attributes describe (changed behind the mount, and the revalidator
 //     has not told the kernel yet): OpenDirectIO for this open, so that the
@@ -46,17 +54,14 @@ func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFla
 	defer c.mu.Unlock()
 	k := st.ID()
 	switch {
-	case st.ID().Digest() != c.attr:
-		c.last, c.seen = k, true
+	case k.Digest() != c.attr, c.seen && c.last != k:
+		c.last, c.seen, c.pages = k, true, false
 		return fuse.OpenDirectIO, true
-	case !c.seen:
-		c.last, c.seen = k, true
-		return 0, false
-	case c.last == k:
+	case c.seen && c.pages:
 		return fuse.OpenKeepCache, false
 	default:
-		c.last = k
-		return fuse.OpenDirectIO, true
+		c.last, c.seen, c.pages = k, true, true
+		return 0, false
 	}
 }
 

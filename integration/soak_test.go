@@ -312,7 +312,7 @@ func TestSoak(t *testing.T) {
 			st.count("gui", err)
 			if err != nil {
 				op.errno = syscall.EIO
-				if errors.Is(err, datastore.ErrLockTimeout) {
+				if errors.Is(err, datastore.ErrLockUnavailable) {
 					op.errno = syscall.EAGAIN
 				} else {
 					st.fail("GUI notes save %s: %v", snap, err)
