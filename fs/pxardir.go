@@ -107,7 +107,8 @@ func (d *pxarDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	t, e, err := d.current()
 	switch {
 	case err == nil:
-		pxarAttr(a, t.inoOf(e, d.root), e)
+		st := statOf(e)
+		pxarAttr(a, t.inoOf(e, d.root), &st)
 		return nil
 	case errors.Is(err, datastore.ErrEncrypted), errors.Is(err, datastore.ErrCorrupt), errors.Is(err, pxar.ErrCorrupt):
 		_, st, serr := d.fs.store.StatArchive(d.sn, d.name)

@@ -65,15 +65,61 @@ func (t *pxarTree) inoOf(e *pxar.Entry, root bool) uint64 {
 // directory entry, which takes the subtree with it.)
 const pxarAttrValid = 10 * time.Minute
 
-// pxarNode is embedded by every node inside an archive.
+// pxarNode is embedded by every node inside an archive but directories.
+// It keeps what the kernel asks for on every walk (the attributes, in a
+// compact pxarStat) and not the decoded entry: a walked archive keeps one
+// node per entry for as long as the kernel holds the inode, and a decoded
+// entry with its xattr, ACL and link fields is some 400 bytes. What only
+// some requests need — the content's location (Open), a symlink's target,
+// the xattrs of an entry that has any — is found again through the parent
+// directory's entry and the name (pxar's Lookup: a binary search in the
+// reader's bounded cache of listed directories, else one goodbye-table
+// search).
 type pxarNode struct {
 	nodeBase
 	tree *pxarTree
-	e    *pxar.Entry
+	dir  *pxar.Entry // the parent directory's entry in tree
+	st   pxarStat
 }
 
-func newPxarNode(f *FS, parent *dirBase, t *pxarTree, e *pxar.Entry) pxarNode {
-	return pxarNode{nodeBase: nodeBase{fs: f, rel: e.Name, ino: t.inoOf(e, false), parent: parent}, tree: t, e: e}
+// pxarStat is what a node keeps of its entry: its attributes as archived.
+type pxarStat struct {
+	mtimeSec  int64
+	size      uint64 // regular file: content size; symlink: target length
+	mode      uint32 // archived st_mode
+	uid, gid  uint32
+	mtimeNsec uint32
+	rdev      uint32 // kernel encoding (encodeDev)
+	kind      pxar.Kind
+	hardlink  bool
+	xattrs    bool // the entry has xattrs, file capabilities or ACLs
+}
+
+func statOf(e *pxar.Entry) pxarStat {
+	st := pxarStat{
+		mtimeSec: e.MtimeSec, mode: uint32(e.Mode), uid: e.UID, gid: e.GID, mtimeNsec: e.MtimeNsec,
+		kind: e.Kind, hardlink: e.Hardlink, xattrs: e.HasXattrs(),
+	}
+	switch e.Kind {
+	case pxar.KindFile, pxar.KindSymlink:
+		st.size = e.Size
+	case pxar.KindBlockDev, pxar.KindCharDev:
+		st.rdev = encodeDev(e.RdevMajor, e.RdevMinor)
+	}
+	return st
+}
+
+func newPxarNode(f *FS, parent *pxarDir, t *pxarTree, e *pxar.Entry) pxarNode {
+	return pxarNode{nodeBase: nodeBase{fs: f, rel: e.Name, ino: t.inoOf(e, false), parent: &parent.dirBase}, tree: t, dir: parent.e, st: statOf(e)}
+}
+
+// entry decodes the node's entry again (see pxarNode).
+func (n *pxarNode) entry() (*pxar.Entry, error) {
+	e, err := n.tree.arch.Lookup(n.dir, n.rel)
+	if err != nil {
+		return nil, n.fs.errno("decode "+n.display(), err)
+	}
+	return e, nil
 }
 
 // newPxarChild makes the node for entry e, a child of the archive
@@ -83,11 +129,11 @@ func newPxarChild(f *FS, d *pxarDir, t *pxarTree, e *pxar.Entry) node {
 	case pxar.KindDir:
 		return newPxarDir(f, d.rel+"/"+e.Name, d.ino, t, e, false)
 	case pxar.KindFile:
-		return &pxarFile{pxarNode: newPxarNode(f, &d.dirBase, t, e)}
+		return &pxarFile{pxarNode: newPxarNode(f, d, t, e)}
 	case pxar.KindSymlink:
-		return &pxarLink{pxarNode: newPxarNode(f, &d.dirBase, t, e)}
+		return &pxarLink{pxarNode: newPxarNode(f, d, t, e)}
 	}
-	return &pxarSpecial{pxarNode: newPxarNode(f, &d.dirBase, t, e)}
+	return &pxarSpecial{pxarNode: newPxarNode(f, d, t, e)}
 }
 
 // pxarDirentType is the listing type of an entry.
@@ -120,32 +166,28 @@ func pxarDirentType(k pxar.Kind) fuse.DirentType {
 // keeps find's leaf optimisation off) and files; 2 for an entry the archive
 // stores as a hardlink (it shares its target's inode number; the archive
 // does not say how many names the target has).
-func pxarAttr(a *fuse.Attr, ino uint64, e *pxar.Entry) {
+func pxarAttr(a *fuse.Attr, ino uint64, st *pxarStat) {
 	a.Valid = pxarAttrValid
 	a.Inode = ino
-	a.Mode = pxarMode(e)
-	if e.Kind == pxar.KindFile || e.Kind == pxar.KindSymlink {
-		a.Size = e.Size
-	}
+	a.Mode = pxarMode(st.kind, st.mode)
+	a.Size = st.size
 	a.Blocks = (a.Size + 511) / 512
 	a.Nlink = 1
-	if e.Hardlink {
+	if st.hardlink {
 		a.Nlink = 2
 	}
-	a.Uid, a.Gid = e.UID, e.GID
-	a.Mtime = time.Unix(e.MtimeSec, int64(e.MtimeNsec))
+	a.Uid, a.Gid = st.uid, st.gid
+	a.Mtime = time.Unix(st.mtimeSec, int64(st.mtimeNsec))
 	a.Atime, a.Ctime = a.Mtime, a.Mtime
-	if e.Kind == pxar.KindBlockDev || e.Kind == pxar.KindCharDev {
-		a.Rdev = encodeDev(e.RdevMajor, e.RdevMinor)
-	}
+	a.Rdev = st.rdev
 	a.BlockSize = 4096
 }
 
-// pxarMode maps the archived st_mode to an os.FileMode (bazil turns it back
-// into st_mode).
-func pxarMode(e *pxar.Entry) os.FileMode {
-	m := os.FileMode(e.Mode & 0o777)
-	switch e.Kind {
+// pxarMode maps an archived st_mode of an entry of kind k to an
+// os.FileMode (bazil turns it back into st_mode).
+func pxarMode(k pxar.Kind, mode uint32) os.FileMode {
+	m := os.FileMode(mode & 0o777)
+	switch k {
 	case pxar.KindDir:
 		m |= os.ModeDir
 	case pxar.KindSymlink:
@@ -159,13 +201,13 @@ func pxarMode(e *pxar.Entry) os.FileMode {
 	case pxar.KindSocket:
 		m |= os.ModeSocket
 	}
-	if e.Mode&syscall.S_ISUID != 0 {
+	if mode&syscall.S_ISUID != 0 {
 		m |= os.ModeSetuid
 	}
-	if e.Mode&syscall.S_ISGID != 0 {
+	if mode&syscall.S_ISGID != 0 {
 		m |= os.ModeSetgid
 	}
-	if e.Mode&syscall.S_ISVTX != 0 {
+	if mode&syscall.S_ISVTX != 0 {
 		m |= os.ModeSticky
 	}
 	return m
@@ -182,7 +224,7 @@ func encodeDev(major, minor uint64) uint32 {
 func (n *pxarNode) attrIsCopy() {}
 
 func (n *pxarNode) Attr(ctx context.Context, a *fuse.Attr) error {
-	pxarAttr(a, n.ino, n.e)
+	pxarAttr(a, n.ino, &n.st)
 	return nil
 }
 
@@ -202,7 +244,14 @@ var (
 // bazil answers ERANGE when the caller's buffer is too small, and the size
 // alone to a size query.
 func (n *pxarNode) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	return getPxarXattr(n.e, req, resp)
+	if !n.st.xattrs {
+		return fuse.ErrNoXattr
+	}
+	e, err := n.entry()
+	if err != nil {
+		return err
+	}
+	return getPxarXattr(e, req, resp)
 }
 
 func getPxarXattr(e *pxar.Entry, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
@@ -216,7 +265,14 @@ func getPxarXattr(e *pxar.Entry, req *fuse.GetxattrRequest, resp *fuse.GetxattrR
 
 // Listxattr lists the names Getxattr answers.
 func (n *pxarNode) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	resp.Append(n.e.XattrNames()...)
+	if !n.st.xattrs {
+		return nil
+	}
+	e, err := n.entry()
+	if err != nil {
+		return err
+	}
+	resp.Append(e.XattrNames()...)
 	return nil
 }
 

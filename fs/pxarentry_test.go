@@ -38,7 +38,7 @@ func TestPxarMode(t *testing.T) {
 		{pxar.KindFIFO, 0o010644, 0o644 | os.ModeNamedPipe},
 		{pxar.KindSocket, 0o140755, 0o755 | os.ModeSocket},
 	} {
-		if got := pxarMode(&pxar.Entry{Kind: tc.kind, Mode: tc.mode}); got != tc.want {
+		if got := pxarMode(tc.kind, uint32(tc.mode)); got != tc.want {
 			t.Errorf("%v %o: %v, want %v", tc.kind, tc.mode, got, tc.want)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
+
+	"pbsfs/pxar"
 )
 
 // pxarFile is a regular file inside a pxar archive: random-access reads of
@@ -32,13 +34,19 @@ func (n *pxarFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
 		return nil, errArchiveRO
 	}
+	e, err := n.entry()
+	if err != nil {
+		return nil, err
+	}
 	resp.Flags |= fuse.OpenKeepCache | openNoFlush
-	return &pxarHandle{n: n}, nil
+	return &pxarHandle{n: n, e: e}, nil
 }
 
-// pxarHandle reads an archived file.
+// pxarHandle reads an archived file: its entry, found again by Open,
+// locates the content.
 type pxarHandle struct {
 	n *pxarFile
+	e *pxar.Entry
 }
 
 var (
@@ -51,7 +59,7 @@ func (h *pxarHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse
 	if cap(buf) < req.Size {
 		buf = make([]byte, 0, req.Size)
 	}
-	n, err := h.n.tree.arch.ReadAt(h.n.e, buf[:req.Size], req.Offset)
+	n, err := h.n.tree.arch.ReadAt(h.e, buf[:req.Size], req.Offset)
 	if err != nil && err != io.EOF {
 		return h.n.fs.errno("read "+h.n.display(), err)
 	}

@@ -20,5 +20,9 @@ var (
 )
 
 func (n *pxarLink) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
-	return n.e.LinkTarget, nil
+	e, err := n.entry()
+	if err != nil {
+		return "", err
+	}
+	return e.LinkTarget, nil
 }

@@ -52,6 +52,12 @@ func (e *Entry) XattrNames() []string {
 	return names
 }
 
+// HasXattrs reports whether XattrNames would list anything, without
+// allocating.
+func (e *Entry) HasXattrs() bool {
+	return len(e.Xattrs) > 0 || e.FCaps != nil || e.ACL.hasAccess() || e.ACL.hasDefault()
+}
+
 // Xattr returns the value of the named extended attribute. ACLs are
 // returned in the kernel's posix_acl xattr encoding (what getxattr(2) gives
 // getfacl, cp -a and rsync -aAX), capabilities raw.
