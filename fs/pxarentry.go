@@ -82,29 +82,39 @@ type pxarNode struct {
 	st   pxarStat
 }
 
-// pxarStat is what a node keeps of its entry: its attributes as archived.
+// pxarStat is what a node keeps of its entry: its attributes as archived,
+// in 32 bytes (which makes a file's node 96, a size class of Go's
+// allocator).
 type pxarStat struct {
-	mtimeSec  int64
-	size      uint64 // regular file: content size; symlink: target length
-	mode      uint32 // archived st_mode
+	mtimeSec int64
+	// size is a regular file's content size, a symlink's target length,
+	// and a device's number in the kernel's encoding (encodeDev).
+	size      uint64
 	uid, gid  uint32
 	mtimeNsec uint32
-	rdev      uint32 // kernel encoding (encodeDev)
+	mode      uint16 // archived st_mode (16 bits hold type and permissions)
 	kind      pxar.Kind
-	hardlink  bool
-	xattrs    bool // the entry has xattrs, file capabilities or ACLs
+	flags     uint8 // statHardlink, statXattrs
 }
 
+const (
+	statHardlink = 1 << iota // the entry is a hardlink
+	statXattrs               // the entry has xattrs, file capabilities or ACLs
+)
+
 func statOf(e *pxar.Entry) pxarStat {
-	st := pxarStat{
-		mtimeSec: e.MtimeSec, mode: uint32(e.Mode), uid: e.UID, gid: e.GID, mtimeNsec: e.MtimeNsec,
-		kind: e.Kind, hardlink: e.Hardlink, xattrs: e.HasXattrs(),
+	st := pxarStat{mtimeSec: e.MtimeSec, uid: e.UID, gid: e.GID, mtimeNsec: e.MtimeNsec, mode: uint16(e.Mode), kind: e.Kind}
+	if e.Hardlink {
+		st.flags |= statHardlink
+	}
+	if e.HasXattrs() {
+		st.flags |= statXattrs
 	}
 	switch e.Kind {
 	case pxar.KindFile, pxar.KindSymlink:
 		st.size = e.Size
 	case pxar.KindBlockDev, pxar.KindCharDev:
-		st.rdev = encodeDev(e.RdevMajor, e.RdevMinor)
+		st.size = uint64(encodeDev(e.RdevMajor, e.RdevMinor))
 	}
 	return st
 }
@@ -170,22 +180,25 @@ func pxarAttr(a *fuse.Attr, ino uint64, st *pxarStat) {
 	a.Valid = pxarAttrValid
 	a.Inode = ino
 	a.Mode = pxarMode(st.kind, st.mode)
-	a.Size = st.size
+	if st.kind == pxar.KindBlockDev || st.kind == pxar.KindCharDev {
+		a.Rdev = uint32(st.size)
+	} else {
+		a.Size = st.size
+	}
 	a.Blocks = (a.Size + 511) / 512
 	a.Nlink = 1
-	if st.hardlink {
+	if st.flags&statHardlink != 0 {
 		a.Nlink = 2
 	}
 	a.Uid, a.Gid = st.uid, st.gid
 	a.Mtime = time.Unix(st.mtimeSec, int64(st.mtimeNsec))
 	a.Atime, a.Ctime = a.Mtime, a.Mtime
-	a.Rdev = st.rdev
 	a.BlockSize = 4096
 }
 
 // pxarMode maps an archived st_mode of an entry of kind k to an
 // os.FileMode (bazil turns it back into st_mode).
-func pxarMode(k pxar.Kind, mode uint32) os.FileMode {
+func pxarMode(k pxar.Kind, mode uint16) os.FileMode {
 	m := os.FileMode(mode & 0o777)
 	switch k {
 	case pxar.KindDir:
@@ -244,7 +257,7 @@ var (
 // bazil answers ERANGE when the caller's buffer is too small, and the size
 // alone to a size query.
 func (n *pxarNode) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	if !n.st.xattrs {
+	if n.st.flags&statXattrs == 0 {
 		return fuse.ErrNoXattr
 	}
 	e, err := n.entry()
@@ -265,7 +278,7 @@ func getPxarXattr(e *pxar.Entry, req *fuse.GetxattrRequest, resp *fuse.GetxattrR
 
 // Listxattr lists the names Getxattr answers.
 func (n *pxarNode) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	if !n.st.xattrs {
+	if n.st.flags&statXattrs == 0 {
 		return nil
 	}
 	e, err := n.entry()

@@ -38,7 +38,7 @@ func TestPxarMode(t *testing.T) {
 		{pxar.KindFIFO, 0o010644, 0o644 | os.ModeNamedPipe},
 		{pxar.KindSocket, 0o140755, 0o755 | os.ModeSocket},
 	} {
-		if got := pxarMode(tc.kind, uint32(tc.mode)); got != tc.want {
+		if got := pxarMode(tc.kind, uint16(tc.mode)); got != tc.want {
 			t.Errorf("%v %o: %v, want %v", tc.kind, tc.mode, got, tc.want)
 		}
 	}
@@ -104,6 +104,32 @@ func TestPxarLookupKeepsNoPrimedAttributes(t *testing.T) {
 		}
 		if name != "d" && n.(node).base().primed.Load() != nil {
 			t.Errorf("%s: the node keeps primed attributes after its lookup", name)
+		}
+	}
+}
+
+// The compact stat a node keeps answers the attributes the entry has:
+// sizes for files and symlinks, device numbers (and no size) for devices,
+// two links for hardlinks, the setuid bit, nanoseconds.
+func TestPxarStat(t *testing.T) {
+	for _, e := range []pxar.Entry{
+		{Kind: pxar.KindFile, Mode: 0o104755, UID: 1, GID: 2, MtimeSec: 1700000000, MtimeNsec: 5, Size: 1 << 40, Hardlink: true},
+		{Kind: pxar.KindSymlink, Mode: 0o120777, Size: 3, LinkTarget: "abc"},
+		{Kind: pxar.KindCharDev, Mode: 0o020666, RdevMajor: 250, RdevMinor: 70000},
+	} {
+		st := statOf(&e)
+		var a fuse.Attr
+		pxarAttr(&a, 9, &st)
+		wantSize, wantRdev, wantLinks := e.Size, uint32(0), uint32(1)
+		if e.Kind == pxar.KindCharDev {
+			wantSize, wantRdev = 0, encodeDev(e.RdevMajor, e.RdevMinor)
+		}
+		if e.Hardlink {
+			wantLinks = 2
+		}
+		if a.Size != wantSize || a.Rdev != wantRdev || a.Nlink != wantLinks || a.Uid != e.UID || a.Gid != e.GID ||
+			a.Mode != pxarMode(e.Kind, uint16(e.Mode)) || a.Mtime.UnixNano() != e.MtimeSec*1e9+int64(e.MtimeNsec) {
+			t.Errorf("%v: %+v", e.Kind, a)
 		}
 	}
 }
