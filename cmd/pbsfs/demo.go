@@ -231,6 +231,17 @@ func printTips(w io.Writer, mnt string, sum demo.Summary, sample, readOnly bool)
 	if groupNotes != "" && !readOnly {
 		tip("vim "+groupNotes, "edit the group's notes")
 	}
+	if sample {
+		tip("cat "+demo.SampleVM+"/qemu-server.conf", "a VM's config, decoded from its backup")
+		tip("fdisk -l "+demo.SampleVM+"/drive-scsi0.img", "its 8 GiB disk image, read chunk by chunk")
+		tip("diff "+demo.SampleCTFirst+"/pct.conf "+demo.SampleCTSecond+"/pct.conf", "two backups of a container's config")
+		tip("cat "+demo.SampleEncrypted+"/qemu-server.conf", "encrypted, decrypted with the demo key")
+		tip("ls -l "+demo.SampleCTFirst+"/root.pxar/etc", "the container's files, from its pxar archive")
+		tip("diff -r "+demo.SampleCTFirst+"/root.pxar/etc "+demo.SampleCTSecond+"/root.pxar/etc", "what changed in /etc between two backups")
+		tip("getfacl "+demo.SampleCTFirst+"/root.pxar/srv/share", "ACLs and xattrs as archived (getfattr -d -m -)")
+		tip("ls "+demo.SampleSplit+"/root.pxar", "a split archive (.mpxar + .ppxar), the same kind of tree")
+		tip("ls "+demo.SampleUnfinished, "a backup still running: no files yet")
+	}
 	if !readOnly {
 		if victim != "" {
 			tip("rmdir "+victim, "forget a snapshot")
@@ -238,13 +249,6 @@ func printTips(w io.Writer, mnt string, sum demo.Summary, sample, readOnly bool)
 		if sample {
 			tip("rmdir "+demo.SampleProtected, "refused: the snapshot is protected")
 		}
-	}
-	if sample {
-		tip("cat "+demo.SampleVM+"/qemu-server.conf", "a VM's config, decoded from its backup")
-		tip("fdisk -l "+demo.SampleVM+"/drive-scsi0.img", "its 8 GiB disk image, read chunk by chunk")
-		tip("diff "+demo.SampleCTFirst+"/pct.conf "+demo.SampleCTSecond+"/pct.conf", "two backups of a container's config")
-		tip("cat "+demo.SampleEncrypted+"/qemu-server.conf", "encrypted, decrypted with the demo key")
-		tip("ls "+demo.SampleUnfinished, "a backup still running: no files yet")
 	}
 	tip("fusermount3 -u "+mnt, "unmount (or press Ctrl-C here)")
 	tw.Flush()
