@@ -128,13 +128,20 @@ var (
 // Read serves a range, copied into the reply buffer bazil provides (the
 // chunk memory it comes from is reused once the cache drops the chunk).
 func (h *archiveHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	return readInto(req, resp, h.arch.ReadAt, func(err error) error { return h.n.fs.errno("read "+h.n.display(), err) })
+}
+
+// readInto answers a READ from readAt, into the reply buffer bazil
+// provides (grown if it is too small); io.EOF is a short read, any other
+// error goes through errno.
+func readInto(req *fuse.ReadRequest, resp *fuse.ReadResponse, readAt func(p []byte, off int64) (int, error), errno func(error) error) error {
 	buf := resp.Data[:0]
 	if cap(buf) < req.Size {
 		buf = make([]byte, 0, req.Size)
 	}
-	n, err := h.arch.ReadAt(buf[:req.Size], req.Offset)
+	n, err := readAt(buf[:req.Size], req.Offset)
 	if err != nil && err != io.EOF {
-		return h.n.fs.errno("read "+h.n.display(), err)
+		return errno(err)
 	}
 	resp.Data = buf[:n]
 	return nil

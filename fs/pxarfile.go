@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"io"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -55,14 +54,6 @@ var (
 )
 
 func (h *pxarHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	buf := resp.Data[:0]
-	if cap(buf) < req.Size {
-		buf = make([]byte, 0, req.Size)
-	}
-	n, err := h.n.tree.arch.ReadAt(h.e, buf[:req.Size], req.Offset)
-	if err != nil && err != io.EOF {
-		return h.n.fs.errno("read "+h.n.display(), err)
-	}
-	resp.Data = buf[:n]
-	return nil
+	readAt := func(p []byte, off int64) (int, error) { return h.n.tree.arch.ReadAt(h.e, p, off) }
+	return readInto(req, resp, readAt, func(err error) error { return h.n.fs.errno("read "+h.n.display(), err) })
 }
