@@ -106,18 +106,24 @@ func (n *archiveFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fus
 	if err := arch.Readable(); err != nil {
 		return nil, n.fs.errno("open "+n.display(), err)
 	}
-	flags, changed := n.cache.openFlags(arch.Stamp())
+	flags, changed, release := n.cache.openFlags(arch.Stamp())
 	resp.Flags |= flags | openNoFlush // nothing to flush: saves a round trip per close
 	if changed {
 		n.fs.invalidateData(n)
 	}
-	return &archiveHandle{n: n, arch: arch}, nil
+	return &archiveHandle{n: n, arch: arch, release: release}, nil
 }
 
 // archiveHandle reads an opened archive.
 type archiveHandle struct {
-	n    *archiveFile
-	arch *datastore.Archive
+	n       *archiveFile
+	arch    *datastore.Archive
+	release func() // the open's (contentCache.openFlags)
+}
+
+func (h *archiveHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	h.release()
+	return nil
 }
 
 var (

@@ -21,6 +21,14 @@ type contentCache struct {
 	// the invalidation of the old pages that goes with it runs in the
 	// background and may not have happened yet.
 	pages bool
+	// readers counts the handles open now that read through the page
+	// cache (opened without OpenDirectIO), all of them of readerOf: the
+	// kernel's pages are shared by every open of the inode, so a handle of
+	// other content in the page cache at the same time would tear the
+	// reads of both (the soak test's torn manifest.json). Such an open is
+	// DirectIO until they are closed.
+	readers  int
+	readerOf datastore.FileID
 	// attr is the digest (datastore.FileID.Digest) of the file the attributes last
 	// given to the kernel came from (0: none): the kernel cuts page-cache
 	// reads at the size it has, so the page cache is only used for the
@@ -48,20 +56,37 @@ func (c *contentCache) sawAttr(st datastore.Stamp) {
 //     attributes describe (changed behind the mount, and the revalidator
 //     has not told the kernel yet): OpenDirectIO for this open, so that the
 //     read is neither served from old pages nor cut to a stale cached size;
-//     the attributes are invalidated too (by the caller).
-func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFlags, changed bool) {
+//     the attributes are invalidated too (by the caller);
+//   - DirectIO as well while handles of other content read through the
+//     page cache (see readers).
+//
+// release must be called when the handle is released.
+func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFlags, changed bool, release func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := st.ID()
 	switch {
 	case k.Digest() != c.attr, c.seen && c.last != k:
 		c.last, c.seen, c.pages = k, true, false
-		return fuse.OpenDirectIO, true
+		return fuse.OpenDirectIO, true, func() {}
+	case c.readers > 0 && c.readerOf != k:
+		// Pages of other content are being read: neither keep them nor
+		// drop them under their readers.
+		return fuse.OpenDirectIO, false, func() {}
 	case c.seen && c.pages:
-		return fuse.OpenKeepCache, false
+		flags = fuse.OpenKeepCache
 	default:
 		c.last, c.seen, c.pages = k, true, true
-		return 0, false
+	}
+	c.readers++
+	c.readerOf = k
+	var once sync.Once
+	return flags, false, func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.readers--
+			c.mu.Unlock()
+		})
 	}
 }
 
@@ -74,9 +99,16 @@ func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFla
 // negotiate them, so the kernel keeps locks locally.
 const openNoFlush fuse.OpenResponseFlags = 1 << 5
 
-// bytesHandle serves fixed content read at open.
+// bytesHandle serves fixed content read at open; release is the open's
+// (contentCache.openFlags).
 type bytesHandle struct {
-	data []byte
+	data    []byte
+	release func()
+}
+
+func (h *bytesHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	h.release()
+	return nil
 }
 
 var (

@@ -64,21 +64,24 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 	if err != nil {
 		return nil, n.fs.errno("open "+n.display(), err)
 	}
-	flags, changed := n.cache.openFlags(st)
+	flags, changed, release := n.cache.openFlags(st)
 	h := &manifestHandle{n: n, st: st}
 	if flags&fuse.OpenKeepCache == 0 {
 		data, loaded, err := n.fs.store.ManifestJSON(n.d.sn)
 		if err != nil {
+			release()
 			return nil, n.fs.errno("open "+n.display(), err)
 		}
 		if loaded.ID().Digest() != st.ID().Digest() {
 			// Replaced between the stat and the load: serve what was
 			// loaded, as a file that changed (DirectIO, invalidation).
-			flags, changed = n.cache.openFlags(loaded)
+			release()
+			flags, changed, release = n.cache.openFlags(loaded)
 			h.st = loaded
 		}
 		h.data = data
 	}
+	h.release = release
 	resp.Flags |= flags | openNoFlush
 	if changed {
 		n.fs.invalidateData(n)
@@ -89,8 +92,9 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 // manifestHandle reads an opened manifest.json: the JSON of the manifest
 // file the open saw (st), loaded at the open or at the first READ.
 type manifestHandle struct {
-	n  *manifestFile
-	st datastore.Stamp
+	n       *manifestFile
+	st      datastore.Stamp
+	release func() // the open's (contentCache.openFlags)
 
 	mu   sync.Mutex
 	data []byte // nil until loaded
@@ -100,6 +104,11 @@ var (
 	_ fusefs.Handle       = (*manifestHandle)(nil)
 	_ fusefs.HandleReader = (*manifestHandle)(nil)
 )
+
+func (h *manifestHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	h.release()
+	return nil
+}
 
 func (h *manifestHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	data, err := h.load()

@@ -55,10 +55,10 @@ func (n *ownerFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 	if err != nil {
 		return nil, n.fs.errno("open "+n.display(), err)
 	}
-	flags, changed := n.cache.openFlags(st)
+	flags, changed, release := n.cache.openFlags(st)
 	resp.Flags |= flags | openNoFlush
 	if changed {
 		n.fs.invalidateData(n)
 	}
-	return &bytesHandle{data: []byte(text)}, nil
+	return &bytesHandle{data: []byte(text), release: release}, nil
 }
