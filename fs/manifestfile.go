@@ -2,13 +2,9 @@ package fs
 
 import (
 	"context"
-	"fmt"
-	"sync"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
-
-	"pbsfs/datastore"
 )
 
 // ManifestName is the name of the manifest file in snapshot directories.
@@ -75,56 +71,5 @@ func (n *manifestFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fu
 	if changed {
 		n.fs.invalidateData(n)
 	}
-	return &manifestHandle{n: n, st: st, data: data, release: func() {}}, nil
-}
-
-// manifestHandle reads an opened manifest.json: the JSON of the manifest
-// file the open saw (st), loaded at the open or at the first READ.
-type manifestHandle struct {
-	n       *manifestFile
-	st      datastore.Stamp
-	release func() // the open's (contentCache.openFlags)
-
-	mu   sync.Mutex
-	data []byte // nil until loaded
-}
-
-var (
-	_ fusefs.Handle       = (*manifestHandle)(nil)
-	_ fusefs.HandleReader = (*manifestHandle)(nil)
-)
-
-func (h *manifestHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
-	h.release()
-	return nil
-}
-
-func (h *manifestHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	data, err := h.load()
-	if err != nil {
-		return h.n.fs.errno("read "+h.n.display(), err)
-	}
-	resp.Data = readAt(data, req.Offset, req.Size)
-	return nil
-}
-
-// load returns the JSON of the manifest the open saw. If the manifest was
-// replaced between the open and the first READ (a window of microseconds),
-// its new JSON would not match the size the kernel holds for the open:
-// ErrStale, and the reader opens again.
-func (h *manifestHandle) load() ([]byte, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.data != nil {
-		return h.data, nil
-	}
-	data, st, err := h.n.fs.store.ManifestJSON(h.n.d.sn)
-	if err != nil {
-		return nil, err
-	}
-	if st.ID().Digest() != h.st.ID().Digest() {
-		return nil, fmt.Errorf("%s was replaced since it was opened: %w", h.n.display(), datastore.ErrStale)
-	}
-	h.data = data
-	return data, nil
+	return &bytesHandle{data: data, release: func() {}}, nil
 }
