@@ -654,27 +654,24 @@ func (a *Archive) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// readAheadChunks is how many chunks a sequential reader gets decoded
-// ahead of it, concurrently: on two cores, the next two chunks decode while
-// the current one is copied out.
-const readAheadChunks = 2
-
 // readAhead notes that chunk i was read and, when the reads go forward
-// chunk by chunk, loads the next readAheadChunks chunks into the cache in
-// the background, so that a sequential reader finds them decoded. At most
-// readAheadChunks loads per archive run at a time, and none when the cache
-// could not keep them all beside the current one.
+// chunk by chunk, loads the next depth chunks (the backend's read-ahead:
+// readAheadChunks locally, deeper for a bucket) into the cache in the
+// background, so that a sequential reader finds them decoded. At most
+// depth loads per archive run at a time, and none when the cache could not
+// keep them all beside the current one.
 func (a *Archive) readAhead(i int) {
 	prev := a.last.Swap(int64(i))
 	if prev != int64(i)-1 && prev != int64(i) {
 		return
 	}
-	for j := i + 1; j <= i+readAheadChunks; j++ {
+	depth := a.s.back.readAhead()
+	for j := i + 1; j <= i+depth; j++ {
 		digest, start, end, ok := a.chunkRange(j)
-		if !ok || int64(readAheadChunks+1)*int64(end-start) > a.s.arch.cache.limit || a.s.arch.cache.has(digest) {
+		if !ok || int64(depth+1)*int64(end-start) > a.s.arch.cache.limit || a.s.arch.cache.has(digest) {
 			continue
 		}
-		if a.prefetching.Add(1) > readAheadChunks {
+		if a.prefetching.Add(1) > int32(depth) {
 			a.prefetching.Add(-1)
 			return
 		}

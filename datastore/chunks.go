@@ -40,7 +40,7 @@ func (s *Store) InsertChunk(data []byte, cfg *manifest.CryptConfig) ([32]byte, e
 	digest := manifest.ChunkDigest(data, cfg)
 	rel := index.ChunkPath(digest)
 	if s.readOnly {
-		return digest, wrap(op, s.abs(rel), ErrReadOnly, nil)
+		return digest, s.refuse(op, s.abs(rel))
 	}
 	var raw []byte
 	var err error
@@ -100,7 +100,7 @@ func (s *Store) loadChunk(digest [32]byte, cfg *manifest.CryptConfig) (*chunk, e
 	const op = "read chunk"
 	rel := index.ChunkPath(digest)
 	pool := s.arch.pool
-	raw, _, err := s.readRelInto(rel, maxChunkFile, pool)
+	raw, err := s.back.readChunk(digest, maxChunkFile, pool)
 	if (err == nil && len(raw) == 0) || (err != nil && classify(err) == ErrNotFound && !errors.Is(err, errLoop)) {
 		if s.s3Backed(rel) { // PBS's local cache of an S3 datastore: an evicted chunk is empty or missing
 			pool.Put(raw)
@@ -117,6 +117,17 @@ func (s *Store) loadChunk(digest [32]byte, cfg *manifest.CryptConfig) (*chunk, e
 			return nil, wrap(op, s.abs(rel), nil, err)
 		}
 	}
+	c, err := s.decodeChunk(op, rel, digest, raw, cfg)
+	if errors.Is(err, ErrCorrupt) {
+		s.back.badChunk(digest)
+	}
+	return c, err
+}
+
+// decodeChunk verifies and decodes the raw chunk file of digest (read from
+// rel), whose buffer belongs to the pool.
+func (s *Store) decodeChunk(op, rel string, digest [32]byte, raw []byte, cfg *manifest.CryptConfig) (*chunk, error) {
+	pool := s.arch.pool
 	b, err := manifest.ParseBlob(raw)
 	if err != nil {
 		pool.Put(raw)

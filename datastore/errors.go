@@ -88,9 +88,12 @@ func wrap(op, path string, kind, err error) error {
 // classify maps a cause from the standard library, manifest or lock to one of
 // this package's kinds.
 func classify(err error) error {
+	var r *remoteError
 	switch {
 	case err == nil:
 		return ErrIO
+	case errors.As(err, &r): // first: its cause may be a context's deadline
+		return r.kind
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return ErrInterrupted
 	case errors.Is(err, ErrUnavailable):

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -128,17 +127,6 @@ func (s *Store) openRel(rel string, flags int, mode uint32) (*os.File, error) {
 	return os.NewFile(uintptr(fd), s.abs(rel)), nil
 }
 
-// statRel stats a path relative to the root, not following symlinks
-// anywhere (a symlink gives ELOOP): openat2(O_PATH), fstat, close.
-func (s *Store) statRel(rel string) (Stamp, error) {
-	fd, err := s.openRelFd(rel, unix.O_PATH, 0)
-	if err != nil {
-		return Stamp{}, err
-	}
-	defer unix.Close(fd)
-	return s.fstatFd(fd, rel)
-}
-
 // fstatFd stats the open descriptor fd of rel.
 func (s *Store) fstatFd(fd int, rel string) (Stamp, error) {
 	var st unix.Stat_t
@@ -156,67 +144,6 @@ func fstat(f *os.File) (Stamp, error) {
 	return stampOf(&st), nil
 }
 
-// readRel reads a whole regular file below the root, at most limit bytes (a
-// larger file is an error). It returns the content and the stamp of the very
-// file read. Anything else found under that name is refused, as
-// errNotRegular, without blocking: a FIFO planted in the store is opened
-// with O_NONBLOCK (a plain open would wait for a writer forever, hanging
-// every request that reads it), a socket cannot be opened (ENXIO).
-func (s *Store) readRel(rel string, limit int64) ([]byte, Stamp, error) {
-	return s.readRelInto(rel, limit, nil)
-}
-
-// readRelInto is readRel reading into a buffer from pool (nil: a new one).
-// On error nothing is kept from the pool.
-func (s *Store) readRelInto(rel string, limit int64, pool *bufPool) ([]byte, Stamp, error) {
-	fd, err := s.openRelFd(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	if errors.Is(err, unix.ENXIO) { // a socket
-		return nil, Stamp{}, fmt.Errorf("%w: %w", err, errNotRegular)
-	}
-	if err != nil {
-		return nil, Stamp{}, err
-	}
-	defer unix.Close(fd)
-	name := s.abs(rel)
-	st, err := s.fstatFd(fd, rel)
-	if err != nil {
-		return nil, Stamp{}, err
-	}
-	if !st.IsRegular() {
-		return nil, st, fmt.Errorf("%s: %w", name, errNotRegular)
-	}
-	if st.Size > limit {
-		return nil, st, fmt.Errorf("%s: %d bytes, larger than the limit of %d: %w", name, st.Size, limit, errTooBig)
-	}
-	var buf []byte
-	if pool != nil {
-		if buf, err = pool.Get(int(st.Size)); err != nil {
-			return nil, st, fmt.Errorf("%s: %w", name, err)
-		}
-		buf = buf[:st.Size]
-	} else {
-		buf = make([]byte, st.Size)
-	}
-	n := 0
-	for n < len(buf) {
-		k, err := unix.Read(fd, buf[n:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			if pool != nil {
-				pool.Put(buf)
-			}
-			return nil, st, fmt.Errorf("read %s: %w", name, &os.PathError{Op: "read", Path: name, Err: err})
-		}
-		if k == 0 {
-			break // shorter than fstat said (truncated meanwhile): what is there
-		}
-		n += k
-	}
-	return buf[:n], st, nil
-}
-
 // readDirRel lists a directory below the root: names and types, unsorted.
 func (s *Store) readDirRel(rel string) ([]os.DirEntry, error) {
 	f, err := s.openRel(rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
@@ -229,35 +156,6 @@ func (s *Store) readDirRel(rel string) ([]os.DirEntry, error) {
 		return nil, fmt.Errorf("read directory %s: %w", f.Name(), err)
 	}
 	return ents, nil
-}
-
-// isDirEntry reports whether a directory entry is a real directory (not a
-// symlink to one), stat-ing only when the file system gave no type.
-func (s *Store) isDirEntry(dirRel string, e os.DirEntry) bool {
-	t := e.Type()
-	if t&os.ModeSymlink != 0 {
-		return false
-	}
-	if t.IsDir() {
-		return true
-	}
-	if t&os.ModeType != 0 {
-		return false
-	}
-	// DT_UNKNOWN (some file systems): ask.
-	st, err := s.statRel(path.Join(dirRel, e.Name()))
-	return err == nil && st.IsDir()
-}
-
-// exists reports whether rel exists (as anything, symlinks included).
-func (s *Store) exists(rel string) (bool, error) {
-	dir, name := path.Split(rel)
-	d, err := s.openRelFd(path.Clean("./"+dir), unix.O_PATH|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return false, err
-	}
-	defer unix.Close(d)
-	return s.existsAt(d, name, rel)
 }
 
 // existsAt reports whether name exists in the directory open as d (rel is

@@ -80,7 +80,7 @@ func (s *Store) ReplaceGroupNotes(ctx context.Context, g Group, base *string, no
 		return wrap(op, s.abs(g.Dir()), ErrInvalid, err)
 	}
 	if s.readOnly {
-		return wrap(op, s.abs(rel), ErrReadOnly, nil)
+		return s.refuse(op, s.abs(rel))
 	}
 	if !utf8.ValidString(notes) {
 		return wrap(op, s.abs(rel), ErrInvalid, errors.New("notes are not valid UTF-8"))
@@ -134,7 +134,7 @@ func (s *Store) CreateGroup(g Group, owner string) error {
 		return wrap(op, s.abs(g.Dir()), ErrInvalid, err)
 	}
 	if s.readOnly {
-		return wrap(op, s.abs(g.Dir()), ErrReadOnly, nil)
+		return s.refuse(op, s.abs(g.Dir()))
 	}
 	done, err := s.beginWrite(context.Background(), op, s.abs(g.Dir()))
 	if err != nil {

@@ -28,7 +28,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	s3srv.Close() // s3backend_test.go
+	os.Exit(code)
 }
 
 // helperArgs is what a helper process needs to open the same store.

@@ -49,7 +49,7 @@ func (s *Store) ListSnapshots(g Group) ([]string, error) {
 // listDirs reads one directory and keeps the real subdirectories whose names
 // pass valid. A missing directory is an empty list when missingOK.
 func (s *Store) listDirs(op, dir string, valid func(string) bool, missingOK bool) ([]string, error) {
-	ents, err := s.readDirRel(dir)
+	ents, err := s.back.readDir(dir)
 	if err != nil {
 		err = wrap(op, s.abs(dir), nil, err)
 		if missingOK && errors.Is(err, ErrNotFound) {
@@ -59,14 +59,14 @@ func (s *Store) listDirs(op, dir string, valid func(string) bool, missingOK bool
 	}
 	names := make([]string, 0, len(ents))
 	for _, e := range ents {
-		name := e.Name()
+		name := e.name
 		if !valid(name) {
 			if name[0] != '.' {
 				s.log.Debug("skipping entry with a name PBS would not use", "dir", s.abs(dir), "name", name)
 			}
 			continue
 		}
-		if !s.isDirEntry(dir, e) {
+		if !e.isDir {
 			s.log.Debug("skipping entry that is not a directory", "dir", s.abs(dir), "name", name)
 			continue
 		}

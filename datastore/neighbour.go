@@ -301,7 +301,7 @@ func (s *Store) beginWrite(ctx context.Context, op, path string) (done func(), e
 // again under the lock.
 func (s *Store) CheckWrite() error {
 	if s.readOnly {
-		return wrap("check", s.path, ErrReadOnly, nil)
+		return s.refuse("check", s.path)
 	}
 	if s.g.o == nil {
 		if s.s3Hint.Load() {

@@ -36,7 +36,7 @@ func (s *Store) RemoveSnapshot(ctx context.Context, sn Snapshot) error {
 		return wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
 	}
 	if s.readOnly {
-		return wrap(op, s.abs(sn.Dir()), ErrReadOnly, nil)
+		return s.refuse(op, s.abs(sn.Dir()))
 	}
 	done, err := s.beginWrite(ctx, op, s.abs(sn.Dir()))
 	if err != nil {
@@ -110,7 +110,7 @@ func (s *Store) RemoveGroup(g Group) error {
 		return wrap(op, s.abs(g.Dir()), ErrInvalid, err)
 	}
 	if s.readOnly {
-		return wrap(op, s.abs(g.Dir()), ErrReadOnly, nil)
+		return s.refuse(op, s.abs(g.Dir()))
 	}
 	done, err := s.beginWrite(context.Background(), op, s.abs(g.Dir()))
 	if err != nil {

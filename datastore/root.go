@@ -212,6 +212,9 @@ func (g *guard) close() error {
 // Statfs returns the numbers of the datastore's file system (fstatfs of
 // the root descriptor).
 func (s *Store) Statfs() (unix.Statfs_t, error) {
+	if s.bucket != nil {
+		return s3Statfs(), nil
+	}
 	var st unix.Statfs_t
 	root, err := s.g.acquire()
 	if err != nil {

@@ -25,6 +25,9 @@ var errS3 = errors.New("the datastore looks like the local cache of an S3-backed
 // looks like) an S3 datastore's local cache. chunkRel, if not "", is a
 // missing chunk whose .using marker also tells.
 func (s *Store) s3Backed(chunkRel string) bool {
+	if s.bucket != nil {
+		return false // the bucket itself: a missing chunk is missing
+	}
 	if sec := s.Section(); sec != nil {
 		return !sec.Backend.Local()
 	}

@@ -77,6 +77,9 @@ func (s *Store) StatSnapshotDir(sn Snapshot) (Stamp, error) {
 // store nor keeps it open (ErrUnavailable while idle): the revalidator's
 // looking is not a use of the datastore.
 func (s *Store) ChangeStamp(rel string) (Stamp, error) {
+	if s.bucket != nil { // the bucket's listing, cached for its recheck interval
+		return s.statDir("stat", rel)
+	}
 	if rel == "" {
 		rel = "."
 	}

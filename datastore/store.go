@@ -45,11 +45,14 @@ type Options struct {
 
 // Store is an open datastore. It is safe for concurrent use.
 type Store struct {
-	path     string
-	g        *guard // the root descriptor (all access is relative to it) and the PBS rules (neighbour.go)
+	path     string  // the datastore directory, or s3://BUCKET/STORE (OpenS3)
+	back     backend // where reads go (backend.go): localBackend, or the bucket
+	bucket   *s3Backend
+	g        *guard // the root descriptor (all access is relative to it) and the PBS rules (neighbour.go); no descriptor for a bucket
 	locker   *lock.Locker
 	lockDir  string // as configured ("" = the lock package's default)
 	readOnly bool
+	roReason error // why changes are refused beyond the user's choice (a bucket store), or nil
 	log      *slog.Logger
 	cache    *lru.Cache[FileID, *cachedManifest]
 	corrupt  *lru.Cache[FileID, error] // manifests that do not decode, by identity (see loadManifest)
@@ -103,28 +106,6 @@ func Open(path string, o Options) (*Store, error) {
 		unix.Close(fd)
 		return nil, wrap("open datastore", abs, ErrInvalid, err)
 	}
-	size := o.CacheSize
-	if size <= 0 {
-		size = DefaultCacheSize
-	}
-	cache, err := lru.New[FileID, *cachedManifest](size)
-	if err != nil {
-		unix.Close(fd)
-		return nil, wrap("open datastore", abs, ErrInvalid, err)
-	}
-	corrupt, err := lru.New[FileID, error](size)
-	if err != nil {
-		unix.Close(fd)
-		return nil, wrap("open datastore", abs, ErrInvalid, err)
-	}
-	budget := o.DecodeBudget
-	if budget <= 0 {
-		// The caches and the pool live within the budget; leave the
-		// default's room for decodes beside larger ones.
-		chunks, blobs := o.Archives.cacheLimits()
-		budget = max(DefaultDecodeBudget, max(chunks, 0)+poolBytes(chunks)+max(blobs, 0)+2*manifest.MaxBlobSize)
-	}
-	mem := newMemBudget(budget)
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -138,18 +119,13 @@ func Open(path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, wrap("open datastore", abs, nil, err)
 	}
-	store := &Store{
-		path:     abs,
-		g:        g,
-		locker:   locker,
-		lockDir:  lc.Dir,
-		readOnly: o.ReadOnly,
-		log:      logger,
-		cache:    cache,
-		corrupt:  corrupt,
-		arch:     newArchiveState(o.Archives, mem),
-		mem:      mem,
+	store, err := newStoreState(abs, o, logger)
+	if err != nil {
+		g.close()
+		return nil, err
 	}
+	store.g, store.locker, store.lockDir, store.readOnly = g, locker, lc.Dir, o.ReadOnly
+	store.back = localBackend{store}
 	if pbs == nil && usingMarkers(abs) {
 		store.s3Hint.Store(true)
 		logger.Warn("datastore looks like the local cache of an S3-backed PBS datastore (.using markers found, "+
@@ -158,14 +134,52 @@ func Open(path string, o Options) (*Store, error) {
 	return store, nil
 }
 
+// newStoreState makes a Store's caches and budget, reading nothing; the caller
+// sets where it reads from.
+func newStoreState(path string, o Options, logger *slog.Logger) (*Store, error) {
+	size := o.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	cache, err := lru.New[FileID, *cachedManifest](size)
+	if err != nil {
+		return nil, wrap("open datastore", path, ErrInvalid, err)
+	}
+	corrupt, err := lru.New[FileID, error](size)
+	if err != nil {
+		return nil, wrap("open datastore", path, ErrInvalid, err)
+	}
+	budget := o.DecodeBudget
+	if budget <= 0 {
+		// The caches and the pool live within the budget; leave the
+		// default's room for decodes beside larger ones.
+		chunks, blobs := o.Archives.cacheLimits()
+		budget = max(DefaultDecodeBudget, max(chunks, 0)+poolBytes(chunks)+max(blobs, 0)+2*manifest.MaxBlobSize)
+	}
+	mem := newMemBudget(budget)
+	return &Store{
+		path:    path,
+		log:     logger,
+		cache:   cache,
+		corrupt: corrupt,
+		arch:    newArchiveState(o.Archives, mem),
+		mem:     mem,
+	}, nil
+}
+
 // Close waits for background chunk read-ahead, then releases the store's
 // root descriptor.
 func (s *Store) Close() error {
 	s.arch.close() // waits for chunk read-ahead (archive.go)
+	if s.bucket != nil {
+		s.bucket.close()
+		return nil
+	}
 	return s.g.close()
 }
 
-// Path is the absolute path of the datastore root.
+// Path is the absolute path of the datastore root, or s3://BUCKET/STORE
+// for a store read from its bucket.
 func (s *Store) Path() string { return s.path }
 
 // ReadOnly reports whether the store refuses changes.
@@ -178,6 +192,9 @@ func (s *Store) Locker() *lock.Locker { return s.locker }
 func (s *Store) abs(rel string) string {
 	if rel == "" {
 		return s.path
+	}
+	if s.bucket != nil {
+		return s.path + "/" + rel
 	}
 	return filepath.Join(s.path, rel)
 }

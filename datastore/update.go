@@ -68,7 +68,7 @@ func (s *Store) updateManifest(ctx context.Context, op string, sn Snapshot, fn f
 		return wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
 	}
 	if s.readOnly {
-		return wrap(op, s.abs(rel), ErrReadOnly, nil)
+		return s.refuse(op, s.abs(rel))
 	}
 	done, err := s.beginWrite(ctx, op, s.abs(rel))
 	if err != nil {

@@ -19,7 +19,7 @@ func (s *Store) WriteSnapshot(sn Snapshot, m *manifest.Manifest, files map[strin
 		return wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
 	}
 	if s.readOnly {
-		return wrap(op, s.abs(sn.Dir()), ErrReadOnly, nil)
+		return s.refuse(op, s.abs(sn.Dir()))
 	}
 	if err := s.MakeSnapshotDir(sn); err != nil {
 		return err
@@ -57,6 +57,9 @@ func (s *Store) MakeSnapshotDir(sn Snapshot) error {
 	const op = "write snapshot"
 	if err := sn.Validate(); err != nil {
 		return wrap(op, s.abs(sn.Dir()), ErrInvalid, err)
+	}
+	if s.readOnly {
+		return s.refuse(op, s.abs(sn.Dir()))
 	}
 	if _, err := s.StatGroup(sn.Group); err != nil {
 		return err

@@ -57,7 +57,9 @@ var passThrough = map[syscall.Errno]bool{
 //	datastore.ErrStale        ESTALE   (notes changed by someone else since they were read)
 //	datastore.ErrNotEmpty     ENOTEMPTY
 //	datastore.ErrEncrypted    EACCES
-//	datastore.ErrIO           the cause's errno if it is one of passThrough, else EIO + error line
+//	datastore.ErrIO           from the S3 bucket a store is read from: EIO + warning with the
+//	                          request's kind (timeout, unreachable, …), once per file and cause;
+//	                          else the cause's errno if it is one of passThrough, else EIO + error line
 //	datastore.ErrInterrupted  EINTR    (the request was interrupted while waiting for a lock; nothing written)
 //	pxar.ErrCorrupt           EIO      + warning naming the file (and the error the stream offset)
 //	pxar.ErrNotFound          ENOENT   (no such name in an archived directory)
@@ -132,6 +134,10 @@ func (f *FS) errno(op string, err error) error {
 	case errors.Is(err, errOffset):
 		return errInval
 	}
+	if kind := datastore.RemoteFailure(err); kind != nil {
+		f.warnOnce(op+": S3 request failed ("+kind.Error()+")", err)
+		return fuse.Errno(syscall.EIO)
+	}
 	var se syscall.Errno
 	if errors.As(err, &se) && passThrough[se] {
 		f.log.Warn(op+" failed", "err", err)
@@ -139,6 +145,16 @@ func (f *FS) errno(op string, err error) error {
 	}
 	f.log.Error(op+": i/o error", "err", err)
 	return fuse.Errno(syscall.EIO)
+}
+
+// readOnlyErr is what every change gets in a read-only mount: EROFS, and
+// when the store is read-only for a reason of its own (read from its S3
+// bucket: changes go through PBS), that reason logged once.
+func (f *FS) readOnlyErr() error {
+	if why := f.store.ReadOnlyReason(); why != nil {
+		return f.errno("change refused", why)
+	}
+	return fuse.Errno(syscall.EROFS)
 }
 
 // warnOnce logs err at warning level the first time it is seen and at debug

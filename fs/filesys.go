@@ -11,7 +11,6 @@ import (
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sys/unix"
 
 	"pbsfs/datastore"
 )
@@ -232,9 +231,6 @@ func (f *FS) invalidateNode(n fusefs.Node, data bool) {
 		}
 	}()
 }
-
-// readOnlyErr is what every change gets in a read-only mount.
-func (f *FS) readOnlyErr() error { return fuse.Errno(unix.EROFS) }
 
 // writeRefused is the errno for starting a change (opening notes for
 // writing, truncating them, an editor's file) that cannot be made now:

@@ -43,6 +43,8 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	pbsfsBin, buildErr = buildPbsfs(dir)
+	defer s3srv.Close() // s3_test.go
+	defer removeS3Sample()
 	return m.Run()
 }
 

@@ -38,6 +38,19 @@ const (
 	// parse, or (read-write, PBS installed) a datastore whose PBS name
 	// cannot be established.
 	ExitPBS = 15
+	// ExitS3Auth: the S3 endpoint of an s3:// datastore refused the
+	// credentials (access denied, unknown key, bad signature).
+	ExitS3Auth = 16
+	// ExitS3NotFound: the bucket does not exist, or holds no datastore of
+	// that name.
+	ExitS3NotFound = 17
+	// ExitS3Certificate: the endpoint's TLS certificate was not accepted
+	// (not the pinned fingerprint, unknown CA, wrong host name) or the
+	// endpoint does not speak the URL's scheme.
+	ExitS3Certificate = 18
+	// ExitS3Unreachable: the endpoint could not be reached or did not
+	// answer within --s3-timeout.
+	ExitS3Unreachable = 19
 )
 
 // exitError is an error that ends pbsfs with a specific exit code.
@@ -91,4 +104,8 @@ const exitStatusHelp = `Exit status:
   14  the --keyfile could not be read or opened (wrong password?)
   15  PBS does not let the datastore be used: maintenance mode, removable
       device not mounted, datastore.cfg broken, or its PBS name unknown
+  16  s3:// datastore: the endpoint refused the credentials
+  17  s3:// datastore: no such bucket, or no such datastore in it
+  18  s3:// datastore: the endpoint's certificate was not accepted
+  19  s3:// datastore: the endpoint is unreachable or did not answer in time
 `

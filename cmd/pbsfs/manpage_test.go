@@ -30,7 +30,7 @@ func TestFlagsDocumented(t *testing.T) {
 		where string
 		got   []string
 	}{
-		{"pbsfs mount --help", flagsIn(section(help, "Options:\n", "\n\n"), `(?m)^ {2,}((?:-\w, )?--[a-z-]+)`)},
+		{"pbsfs mount --help", flagsIn(section(help, "Options:\n", "\n\n"), `(?m)^ {2,}((?:-\w, )?--[a-z0-9-]+)`)},
 		{"docs/pbsfs.1.md OPTIONS", flagsIn(section(man, "\n# OPTIONS\n", "\n# "), `(?m)^(\*\*-[^\n]*)$`)},
 		{"README.md flag table", flagsIn(section(readme, "\n## Flags\n", "\n## "), "(?m)^\\| (`-[^|]*)\\|")},
 	} {
@@ -51,7 +51,7 @@ func dashed(name string) string {
 // first group of every match of re in text.
 func flagsIn(text, re string) []string {
 	names := map[string]bool{}
-	flagRE := regexp.MustCompile(`(^|[^\w-])(--?[a-z][a-z-]*)`)
+	flagRE := regexp.MustCompile(`(^|[^\w-])(--?[a-z][a-z0-9-]*)`)
 	for _, m := range regexp.MustCompile(re).FindAllStringSubmatch(text, -1) {
 		for _, f := range flagRE.FindAllStringSubmatch(m[1], -1) {
 			names[f[2]] = true

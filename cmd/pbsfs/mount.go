@@ -23,10 +23,18 @@ import (
 )
 
 const mountHelp = `Usage: pbsfs mount [OPTION]... DATASTORE MOUNTPOINT
+  or:  pbsfs mount --s3-endpoint URL [OPTION]... s3://BUCKET/STORE MOUNTPOINT
 
 Mount the Proxmox Backup Server datastore at DATASTORE (the directory PBS
 has configured as the datastore's path) on MOUNTPOINT, an existing empty
 directory, and serve it in the foreground until it is unmounted.
+
+s3://BUCKET/STORE reads a PBS 4 datastore with an S3 backend straight from
+its bucket, from any host that reaches the bucket, read-only: every change
+fails with "Read-only file system" (changes go through PBS, whose locks
+cannot be taken from another host). Credentials come from
+$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, --s3-credentials FILE or
+the s3.cfg section, never from the command line.
 
 The tree mirrors the datastore: [ns/NAME/]...TYPE/ID/TIME/, TYPE being vm, ct
 or host. Each group directory holds
@@ -68,7 +76,7 @@ Options:
                            and listings (default 10m, or 1s with --recheck 0)
       --read-ahead KiB     kernel read-ahead for sequential reads of the mount
                            (default 1024; 0 keeps the kernel's 128; needs root)
-` + archivesHelp + `  -v, --verbose            log what pbsfs does (info level)
+` + archivesHelp + s3Help + `  -v, --verbose            log what pbsfs does (info level)
       --debug              log every FUSE request (debug level)
       --log-file FILE      append the log to FILE instead of stderr (or, in
                            the background, syslog)
@@ -98,6 +106,9 @@ Examples:
   pbsfs mount --read-only --allow-other /mnt/datastore/store1 /mnt/pbs
   echo "verified by hand" >> /mnt/pbs/vm/100/2024-06-05T14:22:01Z/notes
   rmdir /mnt/pbs/ns/dev/ct/200/2024-01-01T00:00:00Z
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... pbsfs mount \
+      --s3-endpoint https://s3.example.net --s3-region eu-central-1 \
+      s3://pbs-bucket/store1 /mnt/pbs
 
 ` + exitStatusHelp
 
@@ -115,6 +126,7 @@ type mountOptions struct {
 	ttl        time.Duration // --ttl; 0 = the default
 	readAhead  int           // --read-ahead in KiB; 0 = the kernel's
 	archives   archiveFlags  // --archives, --keyfile, ... (archives.go)
+	s3         s3Flags       // --s3-endpoint, ... for an s3:// datastore (s3.go)
 	log        logOptions
 	profiles   profileFlags // --cpuprofile, --memprofile (profile.go)
 	background *os.File     // the mount(8) form's background child: its readiness pipe (mountform.go)
@@ -170,6 +182,7 @@ func mountFlags(cmd string, o *mountOptions) *flag.FlagSet {
 	fs.DurationVar(&o.ttl, "ttl", 0, "")
 	fs.IntVar(&o.readAhead, "read-ahead", DefaultReadAheadKiB, "")
 	o.archives.register(fs)
+	o.s3.register(fs)
 	fs.BoolVar(&o.log.verbose, "v", false, "")
 	fs.BoolVar(&o.log.verbose, "verbose", false, "")
 	fs.BoolVar(&o.log.debug, "debug", false, "")
@@ -199,6 +212,9 @@ func (o *mountOptions) validate(cmd string) error {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("--read-ahead: %d is not a size in KiB between 0 and 1048576", o.readAhead)}
 	}
 	if err := o.archives.validate(cmd); err != nil {
+		return err
+	}
+	if err := o.s3.validate(cmd, o.store); err != nil {
 		return err
 	}
 	if o.storeName != "" && !datastore.ValidSafeID(o.storeName) {
@@ -236,6 +252,9 @@ func (o *mountOptions) lockScheme(log *slog.Logger) (lock.Scheme, error) {
 
 // openStore runs the checks, chooses the lock scheme and opens the store.
 func (o *mountOptions) openStore(log *slog.Logger) (store *datastore.Store, mnt string, err error) {
+	if isS3Source(o.store) {
+		return o.openBucketStore(log) // s3.go
+	}
 	if o.pbsConfigDir == "" {
 		o.pbsConfigDir = defaultPBSConfigDir()
 	}
@@ -384,14 +403,18 @@ func serve(o mountOptions) error {
 		log.Warn("going to the background", "err", err)
 	}
 	sd.ready(store.Path(), mnt)
-	log.Info("mounted", "datastore", store.Path(), "mountpoint", mnt, "read-only", o.readOnly,
-		"allow-other", o.allowOther, "lock-scheme", store.Locker().Scheme())
+	if lk := store.Locker(); lk != nil {
+		log.Info("mounted", "datastore", store.Path(), "mountpoint", mnt, "read-only", o.readOnly,
+			"allow-other", o.allowOther, "lock-scheme", lk.Scheme())
+	} else { // a bucket: no locks
+		log.Info("mounted", "datastore", store.Path(), "mountpoint", mnt, "read-only", true, "allow-other", o.allowOther)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait() // before store.Close
 	defer cancel()
-	if !o.readOnly {
+	if !store.ReadOnly() {
 		wg.Go(func() { cleanupTemps(ctx, store, o.cleanupAge, log) })
 	}
 	wg.Go(func() { filesys.Revalidate(ctx) })
