@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pbsfs/demo"
+	"pbsfs/manifest"
 	"pbsfs/s3store"
 	"pbsfs/s3store/s3test"
 )
@@ -575,4 +576,131 @@ func TestS3MountFromS3Cfg(t *testing.T) {
 	if strings.Contains(m.stderr.String(), s.SecretKey) {
 		t.Errorf("the log holds the secret key:\n%s", m.stderr)
 	}
+}
+
+// TestS3MountSeesPBSChanges changes the bucket as PBS would while it is
+// mounted — new notes in a snapshot's manifest, a new snapshot, a
+// forgotten one — and checks that the mount shows each within a few
+// recheck intervals, as it shows PBS's changes to a local store.
+func TestS3MountSeesPBSChanges(t *testing.T) {
+	local := s3SampleStoreDir(t)
+	s := s3srv.Need(t)
+	const bucket = "pbsfs-it-changes"
+	if err := uploadStore(s, local, bucket, s3SampleStore); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s3store.New(s3Endpoint(s), s3store.Location{Bucket: bucket, Store: s3SampleStore}, s3store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	m := startS3Mount(t, local, "s3://"+bucket+"/"+s3SampleStore)
+	ctx := context.Background()
+
+	group := filepath.Dir(demo.SampleVM)
+	snaps := subdirs(t, filepath.Join(local, group), timeRE)
+	if len(snaps) < 2 {
+		t.Fatalf("%s has %d snapshots, want 2 or more", group, len(snaps))
+	}
+	// Look first, so that the kernel and pbsfs hold what must go stale.
+	notesPath := m.path(demo.SampleVM, "notes")
+	if _, err := os.ReadFile(notesPath); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := readNames(m.path(group)); err != nil || len(names) < len(snaps) {
+		t.Fatalf("%s: %q, %v", group, names, err)
+	}
+
+	// New notes: PBS rewrites index.json.blob.
+	manRel := filepath.Join(demo.SampleVM, "index.json.blob")
+	raw, err := os.ReadFile(filepath.Join(local, manRel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newRaw, _, err := manifest.UpdateBlob(raw, func(u *manifest.Unprotected) error { return u.SetNotes("edited in the PBS GUI") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put(ctx, ".cnt/"+manRel, newRaw); err != nil {
+		t.Fatal(err)
+	}
+	// A new snapshot: SampleVM's files under a new time.
+	newSnap := "2030-01-01T00:00:00Z"
+	last := filepath.Join(local, demo.SampleVM)
+	ents, err := os.ReadDir(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(last, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "index.json.blob" {
+			continue // written last, as PBS finishes a backup
+		}
+		if err := w.Put(ctx, ".cnt/"+group+"/"+newSnap+"/"+e.Name(), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastMan, err := os.ReadFile(filepath.Join(last, "index.json.blob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put(ctx, ".cnt/"+group+"/"+newSnap+"/index.json.blob", lastMan); err != nil {
+		t.Fatal(err)
+	}
+	// A forgotten snapshot: every object of the first one removed.
+	gone := snaps[len(snaps)-1]
+	if gone == filepath.Base(demo.SampleVM) {
+		gone = snaps[0]
+	}
+	goneDir := filepath.Join(local, group, gone)
+	ents, err = os.ReadDir(goneDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if err := w.Remove(ctx, ".cnt/"+group+"/"+gone+"/"+e.Name()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	changed := time.Now()
+	deadline := changed.Add(scaled(30 * time.Second))
+	for {
+		notes, nerr := os.ReadFile(notesPath)
+		names, lerr := readNames(m.path(group))
+		_, serr := os.Stat(m.path(group, newSnap, "manifest.json"))
+		// SeaweedFS keeps an emptied "directory" in delimiter listings
+		// (its filer has real directories; S3 proper has none), so the
+		// forgotten snapshot may stay listed there; it must not be found.
+		_, gerr := os.Stat(m.path(group, gone))
+		ok := nerr == nil && strings.TrimSpace(string(notes)) == "edited in the PBS GUI" && lerr == nil &&
+			slicesContains(names, newSnap) && errors.Is(gerr, os.ErrNotExist) && serr == nil
+		if ok {
+			t.Logf("all three changes seen after %v", time.Since(changed).Round(100*time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: notes %q (%v), %s lists %q (%v; want %s), new manifest.json: %v, forgotten %s: %v",
+				notes, nerr, group, names, lerr, newSnap, serr, gone, gerr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	m.stop()
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

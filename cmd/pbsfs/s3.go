@@ -124,7 +124,9 @@ func (o *mountOptions) openBucketStore(log *slog.Logger) (store *datastore.Store
 	if err != nil {
 		return nil, "", err
 	}
-	bo := s3store.Options{Timeout: o.s3.timeout, CacheDirBytes: int64(o.s3.cacheSizeMiB) << 20}
+	// Listings and metadata objects are trusted for --recheck, then asked
+	// again (ETag): what PBS changes shows after it, as locally.
+	bo := s3store.Options{Timeout: o.s3.timeout, CacheDirBytes: int64(o.s3.cacheSizeMiB) << 20, Recheck: o.recheck}
 	if o.s3.cacheDir != "" {
 		if bo.CacheDir, err = filepath.Abs(o.s3.cacheDir); err != nil {
 			return nil, "", exitf(ExitUsage, "--s3-cache-dir: %w", err)
