@@ -22,8 +22,8 @@
 // Every chunk is verified (CRC, decryption tag, digest of the plain data)
 // before a byte of it is returned; a missing or damaged one fails the read
 // with ErrCorrupt naming the chunk file. Decoded chunks sit in an LRU bounded
-// by bytes; a sequential reader gets the next two chunks decoded ahead, in
-// parallel. The memory of chunks the cache drops is reused for the next
+// by bytes; a sequential reader gets the next chunks decoded ahead, in
+// parallel (two locally, eight from a bucket). The memory of chunks the cache drops is reused for the next
 // loads (a small pool): a chunk is reference-counted, and its memory goes
 // back only once the cache and every reader copying from it have let go.
 //
@@ -31,6 +31,14 @@
 // RESOLVE_NO_SYMLINKS) relative to a descriptor of the datastore root, so a
 // symlink planted inside the store is never followed and no name can resolve
 // outside it.
+//
+// Reads go through a backend (backend.go): the directory, or — OpenS3,
+// s3backend.go — the S3 bucket of a PBS 4 datastore with an S3 backend,
+// read through package s3store. The same checks apply to both (every chunk
+// verified, manifests and indexes checked); a bucket store is always
+// read-only (changes go through PBS), and what exists only for a local
+// directory (locks, datastore.cfg, maintenance mode, active operations,
+// temp-file cleanup) is off for it.
 //
 // Beside PBS (Options.PBS, neighbour.go): every change is gated and
 // registered as PBS's lookup_datastore does (config lock, datastore.cfg,
