@@ -99,15 +99,17 @@ func (c *contentCache) openFlags(st datastore.Stamp) (flags fuse.OpenResponseFla
 // negotiate them, so the kernel keeps locks locally.
 const openNoFlush fuse.OpenResponseFlags = 1 << 5
 
-// bytesHandle serves fixed content read at open; release is the open's
-// (contentCache.openFlags).
+// bytesHandle serves fixed content read at open; release, if any, is the
+// open's (contentCache.openFlags).
 type bytesHandle struct {
 	data    []byte
 	release func()
 }
 
 func (h *bytesHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
-	h.release()
+	if h.release != nil {
+		h.release()
+	}
 	return nil
 }
 

@@ -263,8 +263,13 @@ func (e *env) setSize(n fusefs.Node, size uint64, withHandle bool) error {
 	return n.(fusefs.NodeSetattrer).Setattr(e.ctx, req, &fuse.SetattrResponse{})
 }
 
+// flush is a close's FLUSH; a handle without Flush succeeds, as with bazil.
 func (e *env) flush(h fusefs.Handle) error {
-	return h.(fusefs.HandleFlusher).Flush(e.ctx, &fuse.FlushRequest{})
+	f, ok := h.(fusefs.HandleFlusher)
+	if !ok {
+		return nil
+	}
+	return f.Flush(e.ctx, &fuse.FlushRequest{})
 }
 
 func (e *env) release(h fusefs.Handle) error {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"sync/atomic"
-	"syscall"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -102,12 +100,6 @@ type notesFile struct {
 
 	mu   sync.Mutex
 	sess *session // nil while nobody has the notes open for writing
-
-	// For reads through the page cache (see Open): the digest
-	// (datastore.FileID.Digest) of the stored file the attributes last given to the
-	// kernel came from (0: none, or they showed a pending text), and of
-	// the text the kernel may hold pages of (0: none).
-	attrSeen, paged atomic.Uint64
 }
 
 var (
@@ -140,64 +132,36 @@ func (n *notesFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	if err != nil {
 		return n.fs.errno("stat "+n.display(), err)
 	}
-	seen := st.ID().Digest()
 	n.mu.Lock()
 	if s := n.sess; s != nil && s.dirty() {
-		size, seen = len(s.buf), 0
+		size = len(s.buf)
 	}
 	n.mu.Unlock()
-	n.attrSeen.Store(seen)
 	n.fs.fileAttr(a, n.ino, size, st, true)
 	return nil
 }
 
-// Open for writing answers with OpenDirectIO: writes bypass the page cache
-// and an O_APPEND write lands where this package (not the kernel's possibly
-// stale i_size) says the end is.
+// Open answers OpenDirectIO, for reading and writing alike.
 //
-// Open for reading uses the page cache when that is safe, and DirectIO
-// otherwise:
-//   - the stored text is the one the kernel's attributes were computed from
-//     (so its cached size is right, and reads are cut where the text ends)
-//     and the kernel may have pages of it: OpenKeepCache — `cat` then costs
-//     an OPEN and a RELEASE, the text comes from the page cache;
-//   - the attributes are right but the pages may be of another text: no
-//     flag (the kernel drops its pages and reads afresh);
-//   - the text changed since the attributes were given (PBS changed it and
-//     the revalidator has not told the kernel yet), or a writer's pending
-//     text differs: OpenDirectIO, which is never cut to a stale size nor
-//     served from stale pages, and the attributes are invalidated.
+// A read-only open serves the text as it is at the open — the stored one,
+// or a writer's pending text — whole: a DirectIO read goes to the handle
+// until its EOF. Through the page cache the kernel would cut the read at
+// the size it holds for the file, and that size moves under the reader
+// whenever a writer truncates or writes through another descriptor or an
+// attribute reply tells of a newer text (a save through the mount or from
+// PBS): reads came back cut short or padded with NULs
+// (TestNotesReadsRacingWrites). The price: a warm `cat` costs two READ
+// round trips, and a MAP_SHARED mmap of notes fails with ENODEV
+// (fs/README.md, "Page cache flags").
 //
-// Commits through the mount drop the kernel's pages and attributes
-// (afterCommit).
+// Writes bypass the page cache too, and an O_APPEND write lands where this
+// package (not the kernel's possibly stale i_size) says the end is.
 func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	resp.Flags |= fuse.OpenDirectIO
 	if !writable(req.Flags) {
 		resp.Flags |= openNoFlush // a reader's close has nothing to commit
-		n.mu.Lock()
-		if s := n.sess; s != nil && s.dirty() {
-			data := slices.Clone(s.buf)
-			n.mu.Unlock()
-			resp.Flags |= fuse.OpenDirectIO
-			return &notesHandle{n: n, data: data}, nil
-		}
-		n.mu.Unlock()
-		text, st, err := n.src.load()
-		if err != nil {
-			return nil, n.fs.errno("open "+n.display(), err)
-		}
-		d := st.ID().Digest()
-		switch {
-		case d != n.attrSeen.Load():
-			resp.Flags |= fuse.OpenDirectIO
-			n.paged.Store(0)
-			n.dropPrimed()
-			n.fs.invalidateAttr(n)
-		case n.paged.Swap(d) == d:
-			resp.Flags |= fuse.OpenKeepCache
-		}
-		return &notesHandle{n: n, data: []byte(text)}, nil
+		return n.reader()
 	}
-	resp.Flags |= fuse.OpenDirectIO
 	if err := n.fs.writeRefused("open " + n.display()); err != nil {
 		return nil, err
 	}
@@ -209,7 +173,24 @@ func (n *notesFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.
 	// The kernel strips O_TRUNC from the OPEN (bazil does not negotiate
 	// atomic O_TRUNC) and sends a Setattr instead; honour it should it come.
 	n.sess.open(req.Pid, req.Flags&fuse.OpenTruncate != 0)
-	return &notesHandle{n: n, write: true, append: req.Flags&fuse.OpenAppend != 0}, nil
+	return &notesHandle{n: n, append: req.Flags&fuse.OpenAppend != 0}, nil
+}
+
+// reader returns a read-only handle of the text now: a writer's pending
+// text, else the stored one.
+func (n *notesFile) reader() (fusefs.Handle, error) {
+	n.mu.Lock()
+	if s := n.sess; s != nil && s.dirty() {
+		data := slices.Clone(s.buf)
+		n.mu.Unlock()
+		return &bytesHandle{data: data}, nil
+	}
+	n.mu.Unlock()
+	text, _, err := n.src.load()
+	if err != nil {
+		return nil, n.fs.errno("open "+n.display(), err)
+	}
+	return &bytesHandle{data: []byte(text)}, nil
 }
 
 // sessionLocked makes sure there is a session for a writer to join: one
@@ -238,7 +219,7 @@ func (n *notesFile) writer(appendMode bool) (*notesHandle, error) {
 		return nil, err
 	}
 	n.sess.join()
-	return &notesHandle{n: n, write: true, append: appendMode}, nil
+	return &notesHandle{n: n, append: appendMode}, nil
 }
 
 // Setattr:
@@ -335,36 +316,24 @@ func (n *notesFile) commitLocked(ctx context.Context, op string) error {
 
 // afterCommit drops kernel caches that show the old text.
 func (n *notesFile) afterCommit() {
-	n.attrSeen.Store(0)
-	n.paged.Store(0)
 	n.dropPrimed()
 	n.fs.invalidateData(n)
 	n.src.committed()
 }
 
 // forgetKernelSize is for a write session dropped without its text being
-// committed: the kernel took the size the writes gave the file, which the
-// stored text does not have, and the attributes last handed out may
-// describe the stored file in a reply the kernel dropped (a write completed
-// meanwhile). Until the kernel has refetched the attributes no read may use
-// its page cache — a read through it would be cut to, or padded with NULs
-// up to, the refused text's size — so the next open sees "attributes not
-// from the stored file" and answers DirectIO.
+// committed: the kernel may hold the size the dropped text had (a
+// truncation's reply is valid for the TTL), which stat would show.
 func (n *notesFile) forgetKernelSize() {
-	n.attrSeen.Store(0)
-	n.paged.Store(0)
 	n.dropPrimed()
 	n.fs.invalidateAttr(n)
 }
 
-// notesHandle is an open notes file. A read-only handle serves the text as
-// it was at open (or the pending text of a writer); a writing handle reads
-// and writes the node's shared write session.
+// notesHandle is a notes file open for writing: it reads and writes the
+// node's shared write session. (Read-only opens are bytesHandles.)
 type notesHandle struct {
 	n      *notesFile
-	write  bool
-	append bool   // opened with O_APPEND
-	data   []byte // read-only handles: the text at open
+	append bool // opened with O_APPEND
 }
 
 var (
@@ -376,10 +345,6 @@ var (
 )
 
 func (h *notesHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	if !h.write {
-		resp.Data = readAt(h.data, req.Offset, req.Size)
-		return nil
-	}
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
 	// A copy: bazil sends resp.Data after we return, when a concurrent
@@ -392,9 +357,6 @@ func (h *notesHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fus
 // text for O_APPEND descriptors (the kernel's offset would be its cached
 // size, which can be stale).
 func (h *notesHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
-	if !h.write {
-		return fuse.Errno(syscall.EBADF) // the kernel never sends this
-	}
 	who := noOwner
 	if req.Flags&fuse.WriteLockOwner != 0 {
 		who = owner(req.LockOwner)
@@ -415,9 +377,6 @@ func (h *notesHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *f
 // text is dropped then, not written later behind the writer's back (a shell
 // retrying `>>` after EAGAIN must not append twice).
 func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
-	if !h.write {
-		return nil
-	}
 	ctx, stop := userInterrupt(ctx, req.Pid)
 	defer stop()
 	h.n.mu.Lock()
@@ -437,9 +396,6 @@ func (h *notesHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 // Release is the release event: the last writer commits what is still
 // pending and ends the session; its error reaches no one, so it is logged.
 func (h *notesHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
-	if !h.write {
-		return nil
-	}
 	n := h.n
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -102,8 +102,8 @@ func TestSweepSpreadsSnapshotDirectories(t *testing.T) {
 	}
 }
 
-// TestNotesReadFreshBeforeRevalidation: notes and manifest.json read through
-// the page cache (notesFile.Open, contentCache) are never stale, even while the kernel still has the
+// TestNotesReadFreshBeforeRevalidation: notes and manifest.json reads
+// (notesFile.Open, manifestFile.Open) are never stale, even while the kernel still has the
 // old attributes because no revalidation pass ran yet: a longer text is not
 // cut to the old size, a shorter one shows no old bytes after its end.
 func TestNotesReadFreshBeforeRevalidation(t *testing.T) {
