@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -404,6 +406,75 @@ func decodeChunks(store, rel string) (int, error) {
 	return len(dx.Entries), nil
 }
 
+// storedChunkBytes sums the sizes of the chunk files the dynamic index
+// file rel of the store names (each chunk once).
+func storedChunkBytes(store, rel string) (bytes int64, chunks int, err error) {
+	raw, err := os.ReadFile(filepath.Join(store, rel))
+	if err != nil {
+		return 0, 0, err
+	}
+	dx, err := index.ParseDynamic(raw)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", rel, err)
+	}
+	seen := map[[32]byte]bool{}
+	for _, e := range dx.Entries {
+		if seen[e.Digest] {
+			continue
+		}
+		seen[e.Digest] = true
+		fi, err := os.Stat(filepath.Join(store, index.ChunkPath(e.Digest)))
+		if err != nil {
+			return 0, 0, err
+		}
+		bytes += fi.Size()
+	}
+	return bytes, len(seen), nil
+}
+
+// readChars returns rchar of /proc/PID/io (bytes the process read through
+// read-like system calls, from the page cache or not); 0 for pid 0.
+func readChars(pid int) (int64, error) {
+	if pid == 0 {
+		return 0, nil
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read bytes of pid %d: %w", pid, err)
+	}
+	return parseRchar(data)
+}
+
+// parseRchar finds "rchar: N" in a /proc/PID/io text.
+func parseRchar(text []byte) (int64, error) {
+	for _, line := range strings.Split(string(text), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no rchar line in /proc/PID/io")
+}
+
+// walkFloorNote says what the cold v1 walk costs beyond the FUSE round
+// trips: the cold split walk makes the same requests (the requests table)
+// and decodes one small chunk, so it is the walk's floor; the bytes pbsfs
+// read during the cold v1 walk, against the archive's chunk files, say how
+// often each chunk was loaded.
+func walkFloorNote(v1, split *result, read []float64, stored int64, chunks int) string {
+	var parts []string
+	v, okV := v1.med(sysPbsfs)
+	sp, okS := split.med(sysPbsfs)
+	dec, okD := v1.med(sysRaw)
+	if okV && okS && okD && sp > 0 && dec > 0 {
+		parts = append(parts, fmt.Sprintf("the cold split walk (same FUSE requests, one small chunk decoded) is %.2f× decode every chunk, the v1 walk %.2f× the split walk (medians of the same rounds)", sp/dec, v/sp))
+	}
+	if len(read) > 0 && stored > 0 {
+		m := median(read)
+		parts = append(parts, fmt.Sprintf("pbsfs read %s during a cold v1 walk (median), the archive's %d chunk files hold %s: each chunk loaded %.2f× on average", humanBytes(int64(m)), chunks, humanBytes(stored), m/float64(stored)))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // cpA copies dir with `cp -a` to a fresh directory below b.tmp (removed
 // again, untimed, by the returned function).
 func (b *bench) cpA(ctx context.Context, dir string) (float64, func() error, error) {
@@ -433,10 +504,20 @@ func (b *bench) pxarResult(key, label, rawName string, baseline system) *result 
 	return r
 }
 
-// benchPxar runs the pxar workloads.
+// benchPxar runs the pxar workloads; PBSFS_BENCH_PXAR_STEPS (e.g.
+// "walks,requests") runs only those of walks, cat, big, cp, rss, requests,
+// for a focused rerun over a kept store (--stores).
 func (b *bench) benchPxar(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{b.pxarWalks, b.pxarCat, b.pxarBigRead, b.pxarCopy, b.pxarRSS, b.pxarRequests} {
-		if err := step(ctx); err != nil {
+	steps := []struct {
+		name string
+		run  func(context.Context) error
+	}{{"walks", b.pxarWalks}, {"cat", b.pxarCat}, {"big", b.pxarBigRead}, {"cp", b.pxarCopy}, {"rss", b.pxarRSS}, {"requests", b.pxarRequests}}
+	only := strings.Split(os.Getenv("PBSFS_BENCH_PXAR_STEPS"), ",")
+	for _, step := range steps {
+		if only[0] != "" && !slices.Contains(only, step.name) {
+			continue
+		}
+		if err := step.run(ctx); err != nil {
 			return err
 		}
 	}
@@ -459,6 +540,7 @@ func (b *bench) pxarWalks(ctx context.Context) error {
 		pxarSplit: b.pxarResult("pxar-walk-cold-split", "pxar walk, cold, split ("+what+")", "in-process pxar", sysBindfs),
 	}
 	var ipColdV1 []float64
+	coldRead := map[pxarArchive][]float64{} // bytes pbsfs read during a cold walk
 	counts := map[string]int{}
 	check := func(who string, n int) error {
 		counts[who] = n
@@ -467,14 +549,25 @@ func (b *bench) pxarWalks(ctx context.Context) error {
 		}
 		return nil
 	}
-	coldWarm := func(ctx context.Context, dir, who string, c, w []*result, sys system) error {
+	coldWarm := func(ctx context.Context, m *mount, dir, who string, c, w []*result, sys system, read *[]float64) error {
 		if err := b.coldStart(); err != nil {
+			return err
+		}
+		before, err := readChars(m.pid())
+		if err != nil {
 			return err
 		}
 		var n int
 		t, err := timed(func() (err error) { n, err = walk(ctx, dir); return err })
 		if err != nil {
 			return err
+		}
+		after, err := readChars(m.pid())
+		if err != nil {
+			return err
+		}
+		if read != nil && b.cold {
+			*read = append(*read, float64(after-before))
 		}
 		if err := check(who, n); err != nil {
 			return err
@@ -494,13 +587,16 @@ func (b *bench) pxarWalks(ctx context.Context) error {
 	}
 	jobs := []job{{"bindfs", func(ctx context.Context, r int) error {
 		return b.withMount(ctx, sysBindfs, d.extracted, "", func(m *mount) error {
-			return coldWarm(ctx, m.dir, "bindfs", []*result{cold[pxarV1], cold[pxarSplit]}, []*result{warm[pxarV1], warm[pxarSplit]}, sysBindfs)
+			return coldWarm(ctx, m, m.dir, "bindfs", []*result{cold[pxarV1], cold[pxarSplit]}, []*result{warm[pxarV1], warm[pxarSplit]}, sysBindfs, nil)
 		})
 	}}}
 	for _, a := range []pxarArchive{pxarV1, pxarSplit} {
 		jobs = append(jobs, job{"pbsfs " + a.what, func(ctx context.Context, r int) error {
 			return b.withMount(ctx, sysPbsfs, d.store, "pxar: walks", func(m *mount) error {
-				return coldWarm(ctx, filepath.Join(m.dir, a.rel()), "pbsfs "+a.what, []*result{cold[a]}, []*result{warm[a]}, sysPbsfs)
+				read := coldRead[a]
+				err := coldWarm(ctx, m, filepath.Join(m.dir, a.rel()), "pbsfs "+a.what, []*result{cold[a]}, []*result{warm[a]}, sysPbsfs, &read)
+				coldRead[a] = read
+				return err
 			})
 		}})
 		jobs = append(jobs, job{"in-process " + a.what, func(ctx context.Context, r int) error {
@@ -554,6 +650,11 @@ func (b *bench) pxarWalks(ctx context.Context) error {
 	}
 	if b.cold {
 		cold[pxarV1].note = fmt.Sprintf("walking the v1 archive in-process with package pxar, cold: %s", secsRange(ipColdV1))
+		stored, chunks, err := storedChunkBytes(d.store, pxarV1.snapshot().Rel()+"/root.pxar.didx")
+		if err != nil {
+			return err
+		}
+		cold[pxarV1].note += "; " + walkFloorNote(cold[pxarV1], cold[pxarSplit], coldRead[pxarV1], stored, chunks)
 		b.finish(cold[pxarV1])
 		b.finish(cold[pxarSplit])
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"pbsfs/datastore"
@@ -188,5 +189,45 @@ func TestParsePxarFlags(t *testing.T) {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+}
+
+// parseRchar reads the bytes-read counter of /proc/PID/io and refuses a
+// text without it.
+func TestParseRchar(t *testing.T) {
+	got, err := parseRchar([]byte("rchar: 110768509\nwchar: 12\nsyscr: 25935\n"))
+	if err != nil || got != 110768509 {
+		t.Fatalf("parseRchar = %d, %v", got, err)
+	}
+	if _, err := parseRchar([]byte("wchar: 12\n")); err == nil {
+		t.Fatal("parseRchar without rchar: no error")
+	}
+	if n, err := readChars(0); n != 0 || err != nil {
+		t.Fatalf("readChars(0) = %d, %v", n, err)
+	}
+}
+
+// The cold v1 walk's note puts the split walk (the FUSE floor) against
+// decoding every chunk and the v1 walk against the split walk, and the
+// bytes read against the chunk files; figures it lacks are left out.
+func TestWalkFloorNote(t *testing.T) {
+	v1, split := &result{}, &result{}
+	for _, x := range []float64{1, 0.8, 0.9} {
+		v1.add(sysRaw, x)
+	}
+	for _, x := range []float64{3, 3.6, 2.8} {
+		v1.add(sysPbsfs, x)
+	}
+	for _, x := range []float64{2.4, 2.2} {
+		split.add(sysPbsfs, x)
+	}
+	got := walkFloorNote(v1, split, []float64{150e6, 140e6, 100e6}, 100e6, 104)
+	for _, want := range []string{"is 2.56× decode every chunk", "the v1 walk 1.30× the split walk", "104 chunk files", "each chunk loaded 1.40× on average"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("note %q lacks %q", got, want)
+		}
+	}
+	if got := walkFloorNote(&result{}, &result{}, nil, 0, 0); got != "" {
+		t.Errorf("note without figures = %q", got)
 	}
 }
