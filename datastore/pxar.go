@@ -20,6 +20,15 @@ import (
 // archives of recently visited snapshots.
 const pxarArchiveCache = 32
 
+// pxarV1Options are the reader options of v1 archives: a v1 directory's
+// entries are spread over its subtree, so listing directory by directory
+// would read most chunks more than once; the reader decodes up to 16,384
+// entries below a listed directory in stream order and keeps them
+// (pxar.Options.ScanAhead), in a directory cache bounded by 32,768 entries
+// (~14 MB) rather than by 512 directories. Split archives keep their
+// metadata in a small stream of their own and use the defaults.
+var pxarV1Options = pxar.Options{DirCacheSize: 4096, DirCacheEntries: 32768, ScanAhead: 16384}
+
 // Suffixes of pxar archive files (pxar-format.md §1).
 const (
 	pxarV1Suffix      = ".pxar.didx"
@@ -157,7 +166,11 @@ func (s *Store) openPxar(sn Snapshot, info ArchiveInfo) (*pxar.Archive, error) {
 		}
 		payload, payloadSize = p, p.Size()
 	}
-	arch, err := pxar.Open(meta, meta.Size(), payload, payloadSize, pxar.Options{})
+	opts := pxar.Options{}
+	if info.Payload == nil {
+		opts = pxarV1Options
+	}
+	arch, err := pxar.Open(meta, meta.Size(), payload, payloadSize, opts)
 	if err != nil {
 		if errors.Is(err, pxar.ErrCorrupt) {
 			return nil, wrap(op, abs, ErrCorrupt, err)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // DefaultDirCacheSize is the number of decoded directories an Archive keeps
@@ -22,6 +20,14 @@ type Options struct {
 	// DirCacheSize is the number of decoded directories kept in an LRU
 	// cache; 0 means DefaultDirCacheSize.
 	DirCacheSize int
+	// DirCacheEntries, when positive, also bounds the children the cached
+	// listings hold together (the newest listing is kept whatever its
+	// size).
+	DirCacheEntries int
+	// ScanAhead is how many entries below a directory ReadDir decodes in
+	// stream order and caches with it (scan.go), at most half of
+	// DirCacheEntries when that is set; 0 turns it off.
+	ScanAhead int
 }
 
 // Archive is an opened pxar archive. All methods are safe for concurrent
@@ -34,7 +40,8 @@ type Archive struct {
 	version     int
 	prelude     []byte
 	root        *Entry
-	dirs        *lru.Cache[uint64, *dirState]
+	dirs        *dirCache
+	scan        scanBudget // per ReadDir (scan.go)
 }
 
 // dirState is a directory opened from its goodbye table; children is nil
@@ -61,11 +68,11 @@ func Open(meta io.ReaderAt, metaSize int64, payload io.ReaderAt, payloadSize int
 	if size <= 0 {
 		size = DefaultDirCacheSize
 	}
-	dirs, err := lru.New[uint64, *dirState](size)
+	dirs, err := newDirCache(size, opts.DirCacheEntries)
 	if err != nil {
 		return nil, fmt.Errorf("pxar: directory cache: %w", err)
 	}
-	a := &Archive{meta: meta, metaSize: uint64(metaSize), version: 1, dirs: dirs}
+	a := &Archive{meta: meta, metaSize: uint64(metaSize), version: 1, dirs: dirs, scan: newScanBudget(opts, size)}
 	c := newCursor(meta, streamMeta, a.metaSize)
 	defer c.release()
 	ht, hsize, err := c.header(0, a.metaSize)
@@ -150,7 +157,7 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 	if dir.Kind != KindDir {
 		return nil, ErrNotDir
 	}
-	if st, ok := a.dirs.Get(dir.end); ok && st.entryStart == dir.entryStart && st.bodyStart == dir.bodyStart {
+	if st, ok := a.dirs.get(dir.end); ok && st.entryStart == dir.entryStart && st.bodyStart == dir.bodyStart {
 		return st, nil
 	}
 	end, body := dir.end, dir.bodyStart
@@ -187,7 +194,7 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 		return nil, corruptf(streamMeta, gb, "goodbye table lists %d children, the directory body [%d, %d) has room for %d", n, body, gb, (gb-body)/minChildSize)
 	}
 	st := &dirState{entryStart: dir.entryStart, bodyStart: body, goodbyeStart: gb, n: n}
-	a.dirs.Add(dir.end, st)
+	a.dirs.add(dir.end, st)
 	return st, nil
 }
 
@@ -277,22 +284,13 @@ func (a *Archive) ReadDir(dir *Entry) ([]*Entry, error) {
 	}
 	c := newCursor(a.meta, streamMeta, dir.end)
 	defer c.release()
-	items, err := a.readItems(c, dir, st)
+	items, order, err := a.readTable(c, dir, st)
 	if err != nil {
 		return nil, err
 	}
-	if i, ok := checkBST(items); !ok {
-		return nil, corruptf(streamMeta, st.goodbyeStart+HeaderSize+uint64(i)*GoodbyeItemSize, "goodbye table is not a search tree of its hashes")
-	}
-	// Decode in archive order (offsets descending = FILENAME ascending):
-	// neighbouring children share reads, and overlaps show.
-	order := make([]int, len(items))
-	for i := range order {
-		order[i] = i
-	}
-	sort.Slice(order, func(x, y int) bool { return items[order[x]].offset > items[order[y]].offset })
 	out := make([]*Entry, 0, len(items))
 	var prevEnd uint64
+	scan := a.startScan()
 	for _, i := range order {
 		e, start, end, err := a.decodeItem(c, dir, st, uint64(i), items[i])
 		if err != nil {
@@ -303,17 +301,49 @@ func (a *Archive) ReadDir(dir *Entry) ([]*Entry, error) {
 		}
 		prevEnd = end
 		out = append(out, e)
+		if e.Kind == KindDir && !e.Hardlink {
+			scan.dir(c, e)
+		}
 	}
+	if err := a.cacheListing(dir, st, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// cacheListing sorts a directory's children by name, checks that the
+// names are distinct and caches the listing.
+func (a *Archive) cacheListing(dir *Entry, st *dirState, out []*Entry) error {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	for i := 1; i < len(out); i++ {
 		if out[i].Name == out[i-1].Name {
-			return nil, corruptf(streamMeta, st.goodbyeStart, "directory at %d holds %q twice", dir.entryStart, out[i].Name)
+			return corruptf(streamMeta, st.goodbyeStart, "directory at %d holds %q twice", dir.entryStart, out[i].Name)
 		}
 	}
 	listed := *st
 	listed.children = out
-	a.dirs.Add(dir.end, &listed)
-	return out, nil
+	a.dirs.add(dir.end, &listed)
+	return nil
+}
+
+// readTable reads and checks a directory's goodbye table (readItems,
+// checkBST) and returns its items with their indexes in archive order
+// (offsets descending = FILENAME ascending), the order children are
+// decoded in: neighbouring children share reads, and overlaps show.
+func (a *Archive) readTable(c *cursor, dir *Entry, st *dirState) ([]goodbyeItem, []int, error) {
+	items, err := a.readItems(c, dir, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	if i, ok := checkBST(items); !ok {
+		return nil, nil, corruptf(streamMeta, st.goodbyeStart+HeaderSize+uint64(i)*GoodbyeItemSize, "goodbye table is not a search tree of its hashes")
+	}
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(x, y int) bool { return items[order[x]].offset > items[order[y]].offset })
+	return items, order, nil
 }
 
 // checkBST reports whether the items form the binary-search-tree array of

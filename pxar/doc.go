@@ -22,9 +22,18 @@
 //
 // Caches. Decoded directories (their goodbye position and, once listed,
 // their children sorted by name) live in an LRU of Options.DirCacheSize
-// directories (github.com/hashicorp/golang-lru/v2), keyed by goodbye end.
+// directories (github.com/hashicorp/golang-lru/v2's simplelru), keyed by
+// goodbye end, and with Options.DirCacheEntries of at most that many
+// children in all (the newest listing is kept whatever its size).
 // Memory is therefore bounded by the cache size times the directory size,
-// independent of the archive size. Entries are immutable and shared; a
+// or by the entry bound, independent of the archive size.
+//
+// Scanning ahead. With Options.ScanAhead, ReadDir decodes each
+// subdirectory's subtree in stream order right after its entry and caches
+// every listing its goodbye table confirms: in a v1 archive, where a
+// directory's children are spread over its subtree, a walk then reads the
+// stream forward about once instead of once per directory level, and
+// skips file payloads by their size (scan.go). Entries are immutable and shared; a
 // cached listing also answers Lookup by binary search. A regular file's
 // Entry carries its payload location, so ReadAt is one ReadAt of the
 // underlying stream; for split archives the PAYLOAD header a PAYLOAD_REF

@@ -24,3 +24,7 @@ func SeqWalkCount(a *Archive, buf []byte) (int, error) {
 	}
 	return len(seq), nil
 }
+
+// DirCacheStats returns the number of cached directories and the
+// children their listings hold.
+func DirCacheStats(a *Archive) (dirs, entries int) { return a.dirs.stats() }

@@ -9,8 +9,9 @@ import (
 )
 
 // FuzzOpenWalk opens random and mutated archives (metadata stream plus an
-// optional payload stream), lists every directory, looks every listed name
-// up again through the goodbye tables of a second Archive, and reads every
+// optional payload stream), lists every directory (scanning ahead in
+// stream order), looks every listed name up again through the goodbye
+// tables of a second Archive, and reads every
 // file. Every failure must be ErrCorrupt; nothing may panic; a lookup must
 // give exactly what the listing gave; a read never returns more than the
 // file's size.
@@ -30,21 +31,23 @@ func FuzzOpenWalk(f *testing.F) {
 		if len(meta) > 4<<20 || len(payload) > 4<<20 {
 			return
 		}
-		open := func() (*Archive, error) {
+		open := func(o Options) (*Archive, error) {
 			var p io.ReaderAt
 			if len(payload) > 0 {
 				p = bytes.NewReader(payload)
 			}
-			return Open(bytes.NewReader(meta), int64(len(meta)), p, int64(len(payload)), Options{DirCacheSize: 4})
+			return Open(bytes.NewReader(meta), int64(len(meta)), p, int64(len(payload)), o)
 		}
-		a, err := open()
+		// a lists with the stream-order scan (scan.go), b looks up through
+		// the goodbye tables only.
+		a, err := open(Options{DirCacheSize: 8, DirCacheEntries: 64, ScanAhead: 32})
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && err.Error() != "pxar: a payload stream was given for a v1 archive" {
 				t.Fatalf("Open: %v is not ErrCorrupt", err)
 			}
 			return
 		}
-		b, err := open()
+		b, err := open(Options{DirCacheSize: 4})
 		if err != nil {
 			t.Fatalf("second Open: %v", err)
 		}
