@@ -344,19 +344,10 @@ func (d *dirBase) lookupChild(ctx context.Context, name string, resp *fuse.Looku
 		}
 		return nil, err
 	}
-	if _, ok := n.(attrIsCopy); !ok {
-		n.base().prime(resp.Attr)
-	}
+	n.base().prime(resp.Attr)
 	resp.EntryValid = d.fs.ttl
 	return n, nil
 }
-
-// attrIsCopy is implemented by nodes whose Attr only copies what they hold
-// (entries of pxar archives, pxarentry.go): lookupChild does not prime
-// them. Nothing would be saved, and as their Attr does not take primed
-// attributes, these would stay for the node's life: ~160 bytes for every
-// archived file the kernel holds.
-type attrIsCopy interface{ attrIsCopy() }
 
 // dots are the "." and ".." entries every directory lists.
 func (d *dirBase) dots() []fuse.Dirent {

@@ -24,18 +24,28 @@ import (
 // kernel asks for its attributes, lists it or looks a name up in it: if the
 // snapshot's archive was replaced, the root shows the new one (with fresh
 // child nodes). Directories below keep the archive they were found in.
+//
+// Only subdirectories are kept in the child cache (dirBase.kids): files,
+// symlinks and special files are comparable values (pxarNode) that bazil
+// recognises by value.
 type pxarDir struct {
 	dirBase
 	parentIno uint64
 
-	// root only: the archive's snapshot and shown name.
+	// below the root: the archive and the directory's entry in it, which
+	// never change.
+	tree *pxarTree
+	e    *pxar.Entry
+
+	// root only: the archive's snapshot and shown name, and the view of
+	// the archive's root directory as last opened (nil before): a pxarDir
+	// with tree and e set, which the root's children refer to, and which
+	// is replaced, never changed, when the snapshot's archive is.
 	root bool
 	sn   datastore.Snapshot
 	name string
-
 	mu   sync.Mutex
-	tree *pxarTree   // nil for a root not opened yet
-	e    *pxar.Entry // the directory's entry in tree
+	view *pxarDir
 }
 
 var (
@@ -52,10 +62,10 @@ var (
 	_ fusefs.NodeForgetter       = (*pxarDir)(nil)
 )
 
+// newPxarDir is the node of directory entry e of archive t, at rel in the
+// mount (the archive's root directory, seen through its root node, if root).
 func newPxarDir(f *FS, rel string, parentIno uint64, t *pxarTree, e *pxar.Entry, root bool) *pxarDir {
-	d := &pxarDir{dirBase: dirBase{nodeBase: nodeBase{fs: f, rel: rel}}, parentIno: parentIno, tree: t, e: e, root: root}
-	d.ino = t.inoOf(e, root)
-	return d
+	return &pxarDir{dirBase: dirBase{nodeBase: nodeBase{fs: f, rel: rel, ino: t.inoOf(e, root)}}, parentIno: parentIno, tree: t, e: e}
 }
 
 // newPxarRoot is the node of the archive shown as name in snapshot
@@ -65,34 +75,36 @@ func newPxarRoot(f *FS, s *snapDir, name string) *pxarDir {
 	return &pxarDir{dirBase: dirBase{nodeBase: newBase(f, rel)}, parentIno: s.ino, root: true, sn: s.sn, name: name}
 }
 
-// current returns the archive and the directory's entry; for the root
-// after checking that the snapshot still has the archive it shows.
-func (d *pxarDir) current() (*pxarTree, *pxar.Entry, error) {
+// current returns the view of the directory: one with the archive and the
+// directory's entry, which never change. That is d itself below the root;
+// for the root, the view of the archive's root directory, after checking
+// that the snapshot still has the archive it shows.
+func (d *pxarDir) current() (*pxarDir, error) {
 	if !d.root {
-		return d.tree, d.e, nil
+		return d, nil
 	}
 	arch, info, _, err := d.fs.store.OpenPxar(d.sn, d.name)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.tree != nil && d.tree.arch == arch {
-		return d.tree, d.e, nil
+	if d.view != nil && d.view.tree.arch == arch {
+		return d.view, nil
 	}
 	e, err := arch.Root()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	identity := []string{info.File, info.Csum}
 	if info.Payload != nil {
 		identity = append(identity, info.Payload.Csum)
 	}
-	if d.tree != nil {
+	if d.view != nil {
 		d.kids.clear() // another archive: its entries are other nodes
 	}
-	d.tree, d.e = newPxarTree(arch, d.rel, d.ino, identity...), e
-	return d.tree, d.e, nil
+	d.view = newPxarDir(d.fs, d.rel, d.parentIno, newPxarTree(arch, d.rel, d.ino, identity...), e, true)
+	return d.view, nil
 }
 
 // Attr: the directory's attributes as archived. A root whose archive
@@ -104,11 +116,11 @@ func (d *pxarDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	if d.takePrimed(a) {
 		return nil
 	}
-	t, e, err := d.current()
+	v, err := d.current()
 	switch {
 	case err == nil:
-		st := statOf(e)
-		pxarAttr(a, t.inoOf(e, d.root), &st)
+		st := statOf(v.e)
+		pxarAttr(a, d.ino, &st)
 		return nil
 	case errors.Is(err, datastore.ErrEncrypted), errors.Is(err, datastore.ErrCorrupt), errors.Is(err, pxar.ErrCorrupt):
 		_, st, serr := d.fs.store.StatArchive(d.sn, d.name)
@@ -131,19 +143,29 @@ func (d *pxarDir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.Op
 }
 
 func (d *pxarDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
-	t, e, err := d.current()
+	v, err := d.current()
 	if err != nil {
 		return nil, d.fs.errno("lookup "+d.display()+"/"+req.Name, err)
 	}
-	// A node the kernel still holds is reused without decoding anything.
+	// A subdirectory the kernel still holds is reused without decoding
+	// anything.
 	cached, ok := d.kids.peek(req.Name)
 	mk := func() node { return cached }
 	if !ok {
-		child, err := t.arch.Lookup(e, req.Name)
+		child, err := v.tree.arch.Lookup(v.e, req.Name)
 		if err != nil {
 			return nil, d.fs.errno("lookup "+d.display()+"/"+req.Name, err)
 		}
-		mk = func() node { return newPxarChild(d.fs, d, t, child) }
+		if child.Kind != pxar.KindDir {
+			// A value: equal to the node the kernel has, if it has one.
+			n := newPxarLeaf(v, child)
+			if err := n.Attr(ctx, &resp.Attr); err != nil {
+				return nil, err
+			}
+			resp.EntryValid = max(d.fs.ttl, pxarAttrValid)
+			return n, nil
+		}
+		mk = func() node { return newPxarDir(d.fs, d.rel+"/"+child.Name, d.ino, v.tree, child, false) }
 	}
 	n, err := d.lookupChild(ctx, req.Name, resp, mk)
 	resp.EntryValid = max(resp.EntryValid, pxarAttrValid)
@@ -153,11 +175,11 @@ func (d *pxarDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 // ReadDirAll lists the directory, sorted by name, with the inode numbers
 // lookups give.
 func (d *pxarDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
-	t, e, err := d.current()
+	v, err := d.current()
 	if err != nil {
 		return nil, d.fs.errno("list "+d.display(), err)
 	}
-	list, err := t.arch.ReadDir(e)
+	list, err := v.tree.arch.ReadDir(v.e)
 	if err != nil {
 		return nil, d.fs.errno("list "+d.display(), err)
 	}
@@ -165,7 +187,7 @@ func (d *pxarDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	ents = append(ents, fuse.Dirent{Inode: d.ino, Type: fuse.DT_Dir, Name: "."},
 		fuse.Dirent{Inode: d.parentIno, Type: fuse.DT_Dir, Name: ".."})
 	for _, c := range list {
-		ents = append(ents, fuse.Dirent{Inode: t.inoOf(c, false), Type: pxarDirentType(c.Kind), Name: c.Name})
+		ents = append(ents, fuse.Dirent{Inode: v.tree.inoOf(c, false), Type: pxarDirentType(c.Kind), Name: c.Name})
 	}
 	return ents, nil
 }
@@ -174,16 +196,16 @@ func (d *pxarDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 // none (as its attributes are the index file's), so that `ls -l` of the
 // snapshot shows it without an error.
 func (d *pxarDir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	_, e, err := d.current()
+	v, err := d.current()
 	if err != nil {
 		return fuse.ErrNoXattr
 	}
-	return getPxarXattr(e, req, resp)
+	return getPxarXattr(v.e, req, resp)
 }
 
 func (d *pxarDir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	if _, e, err := d.current(); err == nil {
-		resp.Append(e.XattrNames()...)
+	if v, err := d.current(); err == nil {
+		resp.Append(v.e.XattrNames()...)
 	}
 	return nil
 }

@@ -65,21 +65,29 @@ func (t *pxarTree) inoOf(e *pxar.Entry, root bool) uint64 {
 // directory entry, which takes the subtree with it.)
 const pxarAttrValid = 10 * time.Minute
 
-// pxarNode is embedded by every node inside an archive but directories.
-// It keeps what the kernel asks for on every walk (the attributes, in a
-// compact pxarStat) and not the decoded entry: a walked archive keeps one
-// node per entry for as long as the kernel holds the inode, and a decoded
-// entry with its xattr, ACL and link fields is some 400 bytes. What only
-// some requests need — the content's location (Open), a symlink's target,
-// the xattrs of an entry that has any — is found again through the parent
-// directory's entry and the name (pxar's Lookup: a binary search in the
-// reader's bounded cache of listed directories, else one goodbye-table
-// search).
+// pxarNode is embedded by every node inside an archive but directories:
+// files, symlinks and special files, which are most entries. After a walk
+// the kernel holds an inode for every entry and bazil a node for each, so
+// what a node keeps is what a walked archive costs per entry. It keeps
+// what the kernel asks for on every walk (the attributes, in a compact
+// pxarStat), not the decoded entry (with its xattr, ACL and link fields
+// some 400 bytes). What only some requests need — the content's location
+// (Open), a symlink's target, the xattrs of an entry that has any — is
+// found again through the parent directory's entry and the name (pxar's
+// Lookup: a binary search in the reader's bounded cache of listed
+// directories, else one goodbye-table search).
+//
+// Nodes of these kinds are values, not pointers, and comparable: bazil
+// keys its node IDs by the Node interface value (Server.nodeRef), so a
+// lookup that makes the node again from the same directory view, name and
+// entry gets the node ID the kernel already has, and no child cache is
+// needed to hand out the same object (which cost ~56 bytes a name). The
+// value bazil keeps is 64 bytes, a size class of Go's allocator.
 type pxarNode struct {
-	nodeBase
-	tree *pxarTree
-	dir  *pxar.Entry // the parent directory's entry in tree
+	dir  *pxarDir // the parent directory's view, whose tree and entry never change
+	name string
 	st   pxarStat
+	ino  uint64
 }
 
 // pxarStat is what a node keeps of its entry: its attributes as archived,
@@ -119,32 +127,38 @@ func statOf(e *pxar.Entry) pxarStat {
 	return st
 }
 
-func newPxarNode(f *FS, parent *pxarDir, t *pxarTree, e *pxar.Entry) pxarNode {
-	return pxarNode{nodeBase: nodeBase{fs: f, rel: e.Name, ino: t.inoOf(e, false), parent: &parent.dirBase}, tree: t, dir: parent.e, st: statOf(e)}
+// newPxarLeaf makes the node of entry e, which is not a directory, in the
+// directory view v (pxarDir.current).
+func newPxarLeaf(v *pxarDir, e *pxar.Entry) fusefs.Node {
+	n := pxarNode{dir: v, name: e.Name, st: statOf(e), ino: v.tree.inoOf(e, false)}
+	switch e.Kind {
+	case pxar.KindFile:
+		return pxarFile{n}
+	case pxar.KindSymlink:
+		return pxarLink{n}
+	}
+	return pxarSpecial{n}
 }
 
+// isComparable does not compile for a type that is not comparable: bazil
+// would panic on the first lookup that returns it (a map key).
+func isComparable[T comparable]() {}
+
+var _ = isComparable[pxarFile]
+var _ = isComparable[pxarLink]
+var _ = isComparable[pxarSpecial]
+
 // entry decodes the node's entry again (see pxarNode).
-func (n *pxarNode) entry() (*pxar.Entry, error) {
-	e, err := n.tree.arch.Lookup(n.dir, n.rel)
+func (n pxarNode) entry() (*pxar.Entry, error) {
+	e, err := n.dir.tree.arch.Lookup(n.dir.e, n.name)
 	if err != nil {
-		return nil, n.fs.errno("decode "+n.display(), err)
+		return nil, n.dir.fs.errno("decode "+n.display(), err)
 	}
 	return e, nil
 }
 
-// newPxarChild makes the node for entry e, a child of the archive
-// directory d of archive t.
-func newPxarChild(f *FS, d *pxarDir, t *pxarTree, e *pxar.Entry) node {
-	switch e.Kind {
-	case pxar.KindDir:
-		return newPxarDir(f, d.rel+"/"+e.Name, d.ino, t, e, false)
-	case pxar.KindFile:
-		return &pxarFile{pxarNode: newPxarNode(f, d, t, e)}
-	case pxar.KindSymlink:
-		return &pxarLink{pxarNode: newPxarNode(f, d, t, e)}
-	}
-	return &pxarSpecial{pxarNode: newPxarNode(f, d, t, e)}
-}
+// display is the node's path for log lines.
+func (n pxarNode) display() string { return n.dir.display() + "/" + n.name }
 
 // pxarDirentType is the listing type of an entry.
 func pxarDirentType(k pxar.Kind) fuse.DirentType {
@@ -233,22 +247,25 @@ func encodeDev(major, minor uint64) uint32 {
 	return uint32(minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12)
 }
 
-// attrIsCopy: lookups do not prime archived entries (node.go).
-func (n *pxarNode) attrIsCopy() {}
-
-func (n *pxarNode) Attr(ctx context.Context, a *fuse.Attr) error {
+func (n pxarNode) Attr(ctx context.Context, a *fuse.Attr) error {
 	pxarAttr(a, n.ino, &n.st)
 	return nil
 }
 
+// Poll: see nodeBase.Poll.
+func (pxarNode) Poll(ctx context.Context, req *fuse.PollRequest, resp *fuse.PollResponse) error {
+	return syscall.ENOSYS
+}
+
 var (
-	_ fusefs.NodeGetxattrer    = (*pxarNode)(nil)
-	_ fusefs.NodeListxattrer   = (*pxarNode)(nil)
-	_ fusefs.NodeSetxattrer    = (*pxarNode)(nil)
-	_ fusefs.NodeRemovexattrer = (*pxarNode)(nil)
-	_ fusefs.NodeSetattrer     = (*pxarNode)(nil)
-	_ fusefs.NodeAccesser      = (*pxarNode)(nil)
-	_ fusefs.NodeFsyncer       = (*pxarNode)(nil)
+	_ fusefs.NodeGetxattrer    = pxarNode{}
+	_ fusefs.NodeListxattrer   = pxarNode{}
+	_ fusefs.NodeSetxattrer    = pxarNode{}
+	_ fusefs.NodeRemovexattrer = pxarNode{}
+	_ fusefs.NodeSetattrer     = pxarNode{}
+	_ fusefs.NodeAccesser      = pxarNode{}
+	_ fusefs.NodeFsyncer       = pxarNode{}
+	_ fusefs.NodePoller        = pxarNode{}
 )
 
 // Getxattr answers the archived xattrs, file capabilities as
@@ -256,7 +273,7 @@ var (
 // kernel's encoding (the pxar package builds them); ENODATA for others.
 // bazil answers ERANGE when the caller's buffer is too small, and the size
 // alone to a size query.
-func (n *pxarNode) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+func (n pxarNode) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
 	if n.st.flags&statXattrs == 0 {
 		return fuse.ErrNoXattr
 	}
@@ -277,7 +294,7 @@ func getPxarXattr(e *pxar.Entry, req *fuse.GetxattrRequest, resp *fuse.GetxattrR
 }
 
 // Listxattr lists the names Getxattr answers.
-func (n *pxarNode) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+func (n pxarNode) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
 	if n.st.flags&statXattrs == 0 {
 		return nil
 	}
@@ -293,22 +310,22 @@ func (n *pxarNode) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, re
 // are read-only whatever their modes say.
 var errArchiveRO = fuse.Errno(syscall.EROFS)
 
-func (n *pxarNode) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+func (n pxarNode) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
 	return errArchiveRO
 }
 
-func (n *pxarNode) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+func (n pxarNode) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
 	return errArchiveRO
 }
 
 // Setattr: nothing can be changed, times included.
-func (n *pxarNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+func (n pxarNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
 	return errArchiveRO
 }
 
 // Access refuses write access (for mounts without default_permissions,
 // where the kernel asks): editors and `test -w` see read-only files.
-func (n *pxarNode) Access(ctx context.Context, req *fuse.AccessRequest) error {
+func (n pxarNode) Access(ctx context.Context, req *fuse.AccessRequest) error {
 	if req.Mask&accessWrite != 0 {
 		return errArchiveRO
 	}
@@ -316,4 +333,4 @@ func (n *pxarNode) Access(ctx context.Context, req *fuse.AccessRequest) error {
 }
 
 // Fsync has nothing to write.
-func (n *pxarNode) Fsync(ctx context.Context, req *fuse.FsyncRequest) error { return nil }
+func (n pxarNode) Fsync(ctx context.Context, req *fuse.FsyncRequest) error { return nil }

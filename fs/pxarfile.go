@@ -20,8 +20,8 @@ type pxarFile struct {
 }
 
 var (
-	_ fusefs.Node       = (*pxarFile)(nil)
-	_ fusefs.NodeOpener = (*pxarFile)(nil)
+	_ fusefs.Node       = pxarFile{}
+	_ fusefs.NodeOpener = pxarFile{}
 )
 
 // Open: read-only opens only (EROFS otherwise). The content never changes
@@ -29,7 +29,7 @@ var (
 // a node is one entry of one opened archive, and an archive replaced in the
 // store is shown through new nodes (pxarDir.current), which the kernel
 // caches apart.
-func (n *pxarFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+func (n pxarFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	if writable(req.Flags) || req.Flags&fuse.OpenTruncate != 0 {
 		return nil, errArchiveRO
 	}
@@ -44,7 +44,7 @@ func (n *pxarFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 // pxarHandle reads an archived file: its entry, found again by Open,
 // locates the content.
 type pxarHandle struct {
-	n *pxarFile
+	n pxarFile
 	e *pxar.Entry
 }
 
@@ -54,6 +54,6 @@ var (
 )
 
 func (h *pxarHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	readAt := func(p []byte, off int64) (int, error) { return h.n.tree.arch.ReadAt(h.e, p, off) }
-	return readInto(req, resp, readAt, func(err error) error { return h.n.fs.errno("read "+h.n.display(), err) })
+	readAt := func(p []byte, off int64) (int, error) { return h.n.dir.tree.arch.ReadAt(h.e, p, off) }
+	return readInto(req, resp, readAt, func(err error) error { return h.n.dir.fs.errno("read "+h.n.display(), err) })
 }

@@ -15,11 +15,11 @@ type pxarLink struct {
 }
 
 var (
-	_ fusefs.Node           = (*pxarLink)(nil)
-	_ fusefs.NodeReadlinker = (*pxarLink)(nil)
+	_ fusefs.Node           = pxarLink{}
+	_ fusefs.NodeReadlinker = pxarLink{}
 )
 
-func (n *pxarLink) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
+func (n pxarLink) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
 	e, err := n.entry()
 	if err != nil {
 		return "", err

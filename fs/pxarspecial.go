@@ -11,4 +11,4 @@ type pxarSpecial struct {
 	pxarNode
 }
 
-var _ fusefs.Node = (*pxarSpecial)(nil)
+var _ fusefs.Node = pxarSpecial{}

@@ -347,6 +347,7 @@ func serve(o mountOptions) error {
 		return err
 	}
 	defer closeLog()
+	defer startMemoryLimit(log, int64(o.archives.cacheMiB)<<20)() // memlimit.go
 	sd := &systemdNotifier{log: log}
 	defer sd.stopping()
 	store, mnt, err := o.openStore(log)

@@ -91,6 +91,16 @@ func TestOrderRotates(t *testing.T) {
 	}
 }
 
+func TestParseFuseInodes(t *testing.T) {
+	slab := "slabinfo - version: 2.1\n# name <active_objs> <num_objs> ...\nfuse_request 0 0 152 26 1\nfuse_inode 121788 121800 896 18 4 : tunables 0 0 0\ndentry 5 5 192 21 1\n"
+	if n, err := parseFuseInodes([]byte(slab)); err != nil || n != 121788 {
+		t.Errorf("parseFuseInodes = %d, %v", n, err)
+	}
+	if _, err := parseFuseInodes([]byte("dentry 5 5 192 21 1\n")); err == nil {
+		t.Error("no fuse_inode line accepted")
+	}
+}
+
 func TestParseVmHWM(t *testing.T) {
 	got, err := parseVmHWM([]byte("Name:\tpbsfs\nVmPeak:\t  900 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n"))
 	if err != nil || got != 12345<<10 {
