@@ -422,6 +422,27 @@ func TestS3MountFailures(t *testing.T) {
 	}
 	dead := "http://" + l.Addr().String()
 	l.Close()
+	// One that accepts connections and never answers (a hung endpoint).
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
 
 	for _, c := range []struct {
 		name string
@@ -437,6 +458,7 @@ func TestS3MountFailures(t *testing.T) {
 		{"no such bucket", nil, []string{"--s3-endpoint", s.Endpoint(), "--s3-path-style", "s3://no-such-bucket/" + s3SampleStore}, 17, "no such bucket"},
 		{"no such datastore", nil, []string{"--s3-endpoint", s.Endpoint(), "--s3-path-style", "s3://" + s3SampleBucket + "/nostore"}, 17, "no datastore"},
 		{"unreachable endpoint", nil, []string{"--s3-endpoint", dead, "--s3-path-style", "--s3-timeout", "5s", src}, 19, "unreachable"},
+		{"endpoint not answering", nil, []string{"--s3-endpoint", "http://" + hung.Addr().String(), "--s3-path-style", "--s3-timeout", "2s", src}, 19, "timed out"},
 		{"wrong fingerprint", nil, []string{"--s3-endpoint", tlsSrv.URL, "--s3-path-style", "--s3-fingerprint", wrong, src}, 18, "certificate"},
 		{"self-signed, no pin", nil, []string{"--s3-endpoint", tlsSrv.URL, "--s3-path-style", src}, 18, "certificate"},
 		{"no credentials", []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="},
