@@ -733,3 +733,44 @@ func slicesContains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestS3MountCacheDir mounts with --s3-cache-dir: chunks read through the
+// mount land in the directory; a cache directory inside the mountpoint is
+// refused (11), as it would be served by the mount itself.
+func TestS3MountCacheDir(t *testing.T) {
+	local := s3SampleStoreDir(t)
+	s := s3srv.Need(t)
+	src := "s3://" + s3SampleBucket + "/" + s3SampleStore
+	mnt := t.TempDir()
+	code, out := runPbsfsEnv(t, s3Env(s), "mount", "--s3-endpoint", s.Endpoint(), "--s3-path-style",
+		"--s3-cache-dir", filepath.Join(mnt, "cache"), src, mnt)
+	if code != 11 || !strings.Contains(out, "inside the mountpoint") {
+		t.Errorf("a cache directory inside the mountpoint: exit %d, want 11; output:\n%s", code, out)
+	}
+
+	cache := filepath.Join(t.TempDir(), "cache")
+	m := startS3Mount(t, local, src, "--s3-cache-dir", cache, "--s3-cache-size", "64")
+	img := m.path(demo.SampleVM, "drive-scsi0.img")
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for off := int64(0); off < 64<<20; off += 4 << 20 {
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatalf("read %s at %d: %v", img, off, err)
+		}
+	}
+	f.Close()
+	files := 0
+	_ = filepath.WalkDir(cache, func(p string, d iofs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files++
+		}
+		return nil
+	})
+	if files == 0 {
+		t.Errorf("no chunk in the cache directory %s after reading 16 chunks", cache)
+	}
+	m.stop()
+}
