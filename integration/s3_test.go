@@ -291,6 +291,16 @@ func TestS3MountMatchesLocal(t *testing.T) {
 	}
 	sm.stop()
 	lm.stop()
+	var reqs int
+	for _, line := range strings.Split(sm.stderr.String(), "\n") {
+		if strings.Contains(line, "S3 requests sent") {
+			fmt.Sscanf(line[strings.Index(line, "requests=")+len("requests="):], "%d", &reqs)
+		}
+	}
+	if reqs == 0 {
+		t.Errorf("the bucket mount did not log its requests:\n%s", sm.stderr)
+	}
+	t.Logf("%d S3 requests for the walk and reads (%.2f per entry)", reqs, float64(reqs)/float64(len(want)))
 }
 
 // s3Objects lists every key of bucket with its ETag and size (a listing
