@@ -70,6 +70,16 @@ func (s *Server) Need(t testing.TB) *Server {
 	return s
 }
 
+// Up starts the server unless it runs already, for programs that are not
+// tests (the benchmark). Without a binary it says so in the error.
+func (s *Server) Up() error {
+	s.once.Do(func() { s.err = s.setup() })
+	if s.skip != "" {
+		return errors.New(s.skip)
+	}
+	return s.err
+}
+
 func (s *Server) setup() error {
 	s.bin = os.Getenv(EnvBinary)
 	if s.bin == "" {
