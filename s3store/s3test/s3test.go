@@ -8,6 +8,13 @@
 //
 // One server serves a whole test package: declare a Server, let tests call
 // Need (the first call starts it), and stop it in TestMain after m.Run.
+//
+// Faults: Stop and Start end and restart the server (refused connections),
+// Freeze and Thaw stop and resume its processes (connections accepted,
+// nothing answered). A Proxy (proxy.go) in front of it adds what the
+// server itself cannot show: answers delayed by a set time, requests read
+// and never answered, refused connections while the server runs, transient
+// 503s; it also counts the requests another process sends.
 package s3test
 
 import (
