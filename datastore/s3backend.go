@@ -165,8 +165,13 @@ func hash(parts ...string) uint64 {
 
 // seconds is t as the bucket can report it both in listings (milliseconds)
 // and in a GET's Last-Modified header (seconds): the two must give the
-// same stamp.
-func seconds(t time.Time) time.Time { return time.Unix(t.Unix(), 0) }
+// same stamp. No time (a directory holding only directories) is the epoch.
+func seconds(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Unix(0, 0)
+	}
+	return time.Unix(t.Unix(), 0)
+}
 
 // fileStamp is the stamp of the object at rel: a replaced object (new ETag)
 // is a new inode, as a rename into place is locally.

@@ -135,6 +135,12 @@ func TestS3BackendMatchesLocal(t *testing.T) {
 	if err != nil || !dst.IsDir() || dst.Nlink != 2 {
 		t.Errorf("snapshot directory stamp %+v, %v", dst, err)
 	}
+	if dst.Mtime.Before(rst.Mtime) {
+		t.Errorf("snapshot directory time %v, before its manifest's %v: want its newest object's", dst.Mtime, rst.Mtime)
+	}
+	if tst, err := remote.StatType(nil, "vm"); err != nil || tst.Mtime.Unix() != 0 || tst.Nlink != 3 {
+		t.Errorf("vm/ (only directories in it): %+v, %v; want the epoch and 3 links", tst, err)
+	}
 	if _, err := remote.StatGroup(Group{Type: "vm", ID: "999"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a missing group: %v, want ErrNotFound", err)
 	}

@@ -16,8 +16,9 @@ import (
 	iofs "io/fs"
 	"log"
 	"net"
-	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -290,6 +291,16 @@ func TestS3MountMatchesLocal(t *testing.T) {
 	}
 	sm.stop()
 	lm.stop()
+	var reqs int
+	for _, line := range strings.Split(sm.stderr.String(), "\n") {
+		if strings.Contains(line, "S3 requests sent") {
+			fmt.Sscanf(line[strings.Index(line, "requests=")+len("requests="):], "%d", &reqs)
+		}
+	}
+	if reqs == 0 {
+		t.Errorf("the bucket mount did not log its requests:\n%s", sm.stderr)
+	}
+	t.Logf("%d S3 requests for the walk and reads (%.2f per entry)", reqs, float64(reqs)/float64(len(want)))
 }
 
 // s3Objects lists every key of bucket with its ETag and size (a listing
@@ -402,11 +413,13 @@ func TestS3MountFailures(t *testing.T) {
 	mnt := t.TempDir()
 	src := "s3://" + s3SampleBucket + "/" + s3SampleStore
 
-	// A TLS listener with a self-signed certificate in front of the
-	// server: the pin decides whether it is accepted.
-	tlsSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "not reached", http.StatusTeapot)
-	}))
+	// A TLS proxy with a self-signed certificate in front of the server:
+	// the pin decides whether it is accepted.
+	weedURL, err := url.Parse(s.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsSrv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(weedURL))
 	tlsSrv.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
 	tlsSrv.StartTLS()
@@ -422,6 +435,27 @@ func TestS3MountFailures(t *testing.T) {
 	}
 	dead := "http://" + l.Addr().String()
 	l.Close()
+	// One that accepts connections and never answers (a hung endpoint).
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
 
 	for _, c := range []struct {
 		name string
@@ -437,6 +471,7 @@ func TestS3MountFailures(t *testing.T) {
 		{"no such bucket", nil, []string{"--s3-endpoint", s.Endpoint(), "--s3-path-style", "s3://no-such-bucket/" + s3SampleStore}, 17, "no such bucket"},
 		{"no such datastore", nil, []string{"--s3-endpoint", s.Endpoint(), "--s3-path-style", "s3://" + s3SampleBucket + "/nostore"}, 17, "no datastore"},
 		{"unreachable endpoint", nil, []string{"--s3-endpoint", dead, "--s3-path-style", "--s3-timeout", "5s", src}, 19, "unreachable"},
+		{"endpoint not answering", nil, []string{"--s3-endpoint", "http://" + hung.Addr().String(), "--s3-path-style", "--s3-timeout", "2s", src}, 19, "timed out"},
 		{"wrong fingerprint", nil, []string{"--s3-endpoint", tlsSrv.URL, "--s3-path-style", "--s3-fingerprint", wrong, src}, 18, "certificate"},
 		{"self-signed, no pin", nil, []string{"--s3-endpoint", tlsSrv.URL, "--s3-path-style", src}, 18, "certificate"},
 		{"no credentials", []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="},
@@ -462,12 +497,16 @@ func TestS3MountFailures(t *testing.T) {
 		})
 	}
 
-	// The right pin gets past the certificate: the listener is no S3
-	// server, so the mount fails later, not with 18.
-	code, out := runPbsfsEnv(t, s3Env(s), "mount", "--s3-endpoint", tlsSrv.URL, "--s3-path-style", "--s3-fingerprint", right, src, mnt)
-	if code == 18 || code == 0 {
-		t.Errorf("with the right fingerprint: exit %d, want a failure other than 18; output:\n%s", code, out)
+	// With the right pin, the mount works through the proxy.
+	local := s3SampleStoreDir(t)
+	args := []string{"--s3-endpoint", tlsSrv.URL, "--s3-path-style", "--s3-fingerprint", right, src}
+	m := startS3MountEnv(t, local, s3Env(s), args...)
+	owner, err := os.ReadFile(m.path("vm", "100", "owner"))
+	want, _ := os.ReadFile(filepath.Join(local, "vm", "100", "owner"))
+	if err != nil || string(owner) != string(want) {
+		t.Errorf("vm/100/owner through the pinned TLS endpoint: %q, %v; want %q", owner, err, want)
 	}
+	m.stop()
 }
 
 // ExitUsageCode is pbsfs's exit code for usage errors.
@@ -703,4 +742,45 @@ func slicesContains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestS3MountCacheDir mounts with --s3-cache-dir: chunks read through the
+// mount land in the directory; a cache directory inside the mountpoint is
+// refused (11), as it would be served by the mount itself.
+func TestS3MountCacheDir(t *testing.T) {
+	local := s3SampleStoreDir(t)
+	s := s3srv.Need(t)
+	src := "s3://" + s3SampleBucket + "/" + s3SampleStore
+	mnt := t.TempDir()
+	code, out := runPbsfsEnv(t, s3Env(s), "mount", "--s3-endpoint", s.Endpoint(), "--s3-path-style",
+		"--s3-cache-dir", filepath.Join(mnt, "cache"), src, mnt)
+	if code != 11 || !strings.Contains(out, "inside the mountpoint") {
+		t.Errorf("a cache directory inside the mountpoint: exit %d, want 11; output:\n%s", code, out)
+	}
+
+	cache := filepath.Join(t.TempDir(), "cache")
+	m := startS3Mount(t, local, src, "--s3-cache-dir", cache, "--s3-cache-size", "64")
+	img := m.path(demo.SampleVM, "drive-scsi0.img")
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for off := int64(0); off < 64<<20; off += 4 << 20 {
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatalf("read %s at %d: %v", img, off, err)
+		}
+	}
+	f.Close()
+	files := 0
+	_ = filepath.WalkDir(cache, func(p string, d iofs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files++
+		}
+		return nil
+	})
+	if files == 0 {
+		t.Errorf("no chunk in the cache directory %s after reading 16 chunks", cache)
+	}
+	m.stop()
 }

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"pbsfs/demo"
 	"pbsfs/s3store/s3test"
 )
 
@@ -43,6 +42,14 @@ func endpointOf(s *s3test.Server) Endpoint {
 		Credentials: Credentials{AccessKey: s.AccessKey, SecretKey: NewSecret(s.SecretKey)}}
 }
 
+// WriteSampleStore writes the demo store (demo.Sample) into dir. It is set
+// by sample_test.go, of the external test package: these tests cannot
+// import package demo, which imports datastore, which imports s3store.
+var WriteSampleStore func(dir string) error
+
+// sampleVM is sampleVM (sample_test.go checks that it is).
+const sampleVM = "vm/100/2024-06-01T02:00:04Z"
+
 // sample is the demo store uploaded once per package to bucket "sample",
 // datastore "store1".
 var sample struct {
@@ -61,7 +68,7 @@ func sampleBucket(t *testing.T, o Options) (*Bucket, string) {
 			return
 		}
 		sample.dir = filepath.Join(dir, "store1")
-		if _, err := demo.Sample(sample.dir); err != nil {
+		if err := WriteSampleStore(sample.dir); err != nil {
 			sample.err = err
 			return
 		}
@@ -191,7 +198,7 @@ func TestBucketEqualsLocalStore(t *testing.T) {
 	if _, _, err := b.ReadFile(context.Background(), "vm/100/nothing", 1<<20); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ReadFile of a missing object: %v", err)
 	}
-	if _, _, err := b.ReadFile(context.Background(), demo.SampleVM+"/index.json.blob", 10); !errors.Is(err, ErrTooLarge) {
+	if _, _, err := b.ReadFile(context.Background(), sampleVM+"/index.json.blob", 10); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("ReadFile over the limit: %v", err)
 	}
 
@@ -614,7 +621,7 @@ func TestStalledResponses(t *testing.T) {
 	}{
 		{"listing", func() error { _, err := b.ReadDir(context.Background(), "vm/100"); return err }},
 		{"metadata GET", func() error {
-			_, _, err := b.ReadFile(context.Background(), demo.SampleVM+"/index.json.blob", 1<<20)
+			_, _, err := b.ReadFile(context.Background(), sampleVM+"/index.json.blob", 1<<20)
 			return err
 		}},
 	} {
@@ -632,3 +639,6 @@ func TestStalledResponses(t *testing.T) {
 		}
 	}
 }
+
+// SampleVMForTest exposes sampleVM to sample_test.go.
+const SampleVMForTest = sampleVM

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
 )
 
 // The writer side: PBS writes the bucket, pbsfs only reads it. These exist
@@ -72,70 +73,95 @@ func Upload(ctx context.Context, b *Bucket, dir, host string) (UploadStats, erro
 	if err := b.Put(ctx, ".in-use", inUse); err != nil {
 		return st, err
 	}
-	for _, top := range []string{"vm", "ct", "host", "ns"} {
-		root := filepath.Join(dir, top)
-		err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+	// The walks decide what to upload; uploadConcurrency PUTs run at once
+	// (a store of 10,000 snapshots is some 10,000 small objects).
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(uploadConcurrency)
+	put := func(key string, data []byte) {
+		g.Go(func() error { return b.Put(gctx, key, data) })
+	}
+	walkErr := func() error {
+		for _, top := range []string{"vm", "ct", "host", "ns"} {
+			root := filepath.Join(dir, top)
+			err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+				if err != nil {
+					if errors.Is(err, fs.ErrNotExist) && p == root {
+						return nil
+					}
+					return err
+				}
+				if gctx.Err() != nil {
+					return gctx.Err() // a PUT failed: stop walking
+				}
+				rel, _ := filepath.Rel(dir, p)
+				rel = filepath.ToSlash(rel)
+				if e.IsDir() {
+					if isNamespaceDir(rel) {
+						st.Namespaces++
+						put(".cnt/"+rel+"/.namespace", nil)
+					}
+					return nil
+				}
+				if !e.Type().IsRegular() || !isMetadataFile(e.Name()) {
+					return nil
+				}
+				data, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				st.Metadata++
+				st.Bytes += int64(len(data))
+				put(".cnt/"+rel, data)
+				return nil
+			})
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) && p == root {
+				return fmt.Errorf("upload %s: %w", root, err)
+			}
+		}
+		chunks := filepath.Join(dir, ".chunks")
+		err := filepath.WalkDir(chunks, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) && p == chunks {
 					return nil
 				}
 				return err
 			}
-			rel, _ := filepath.Rel(dir, p)
-			rel = filepath.ToSlash(rel)
-			if e.IsDir() {
-				if isNamespaceDir(rel) {
-					st.Namespaces++
-					return b.Put(ctx, ".cnt/"+rel+"/.namespace", nil)
-				}
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			if e.IsDir() || !e.Type().IsRegular() {
 				return nil
 			}
-			if !e.Type().IsRegular() || !isMetadataFile(e.Name()) {
-				return nil
+			name := e.Name()
+			if h, herr := hex.DecodeString(name); herr != nil || len(h) != 32 || filepath.Base(filepath.Dir(p)) != name[:4] {
+				return nil // .bad, .using and anything else
 			}
 			data, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			st.Metadata++
-			st.Bytes += int64(len(data))
-			return b.Put(ctx, ".cnt/"+rel, data)
-		})
-		if err != nil {
-			return st, fmt.Errorf("upload %s: %w", root, err)
-		}
-	}
-	chunks := filepath.Join(dir, ".chunks")
-	err := filepath.WalkDir(chunks, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p == chunks {
+			if len(data) == 0 {
 				return nil
 			}
-			return err
-		}
-		if e.IsDir() || !e.Type().IsRegular() {
+			st.Chunks++
+			st.Bytes += int64(len(data))
+			put(".chunks/"+name[:4]+"/"+name, data)
 			return nil
-		}
-		name := e.Name()
-		if h, herr := hex.DecodeString(name); herr != nil || len(h) != 32 || filepath.Base(filepath.Dir(p)) != name[:4] {
-			return nil // .bad, .using and anything else
-		}
-		data, err := os.ReadFile(p)
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("upload %s: %w", chunks, err)
 		}
-		if len(data) == 0 {
-			return nil
-		}
-		st.Chunks++
-		st.Bytes += int64(len(data))
-		return b.Put(ctx, ".chunks/"+name[:4]+"/"+name, data)
-	})
-	if err != nil {
-		return st, fmt.Errorf("upload %s: %w", chunks, err)
+		return nil
+	}()
+	// A PUT's error is the cause; the walk's context error only follows it.
+	if err := g.Wait(); err != nil {
+		return st, err
 	}
-	return st, nil
+	return st, walkErr
 }
+
+// uploadConcurrency is how many PUTs Upload runs at once.
+const uploadConcurrency = 8
 
 // isNamespaceDir reports whether rel is a namespace directory:
 // ns/<a>[/ns/<b>…].

@@ -44,6 +44,16 @@ func TestUsage(t *testing.T) {
 		{[]string{"mount", "/nonexistent-store", "/y"}, ExitDatastore, "", "does not exist"},
 		{[]string{"mount", store, "/nonexistent-mnt"}, ExitMountPoint, "", "mkdir -p /nonexistent-mnt"},
 		{[]string{"mount", store, filepath.Join(store, ".chunks")}, ExitMountPoint, "", "inside the datastore"},
+		// s3:// datastores (the rest is in integration/s3_test.go).
+		{[]string{"mount", "--s3-endpoint", "http://127.0.0.1:1", store, "/y"}, ExitUsage, "", "the --s3-* options are for an s3://BUCKET/STORE datastore"},
+		{[]string{"mount", "--s3-endpoint", "http://127.0.0.1:1", "s3://bucket", "/y"}, ExitUsage, "", "want s3://BUCKET/STORE"},
+		{[]string{"mount", "--s3-endpoint", "http://127.0.0.1:1", "s3://b/bad/name", "/y"}, ExitUsage, "", "want s3://BUCKET/STORE"},
+		{[]string{"mount", "--s3-endpoint", "http://127.0.0.1:1", "--s3-cache-size", "0", "s3://b/s", "/y"}, ExitUsage, "", "--s3-cache-size"},
+		{[]string{"mount", "--s3-endpoint", "http://127.0.0.1:1", "--s3-timeout", "0s", "s3://b/s", "/y"}, ExitUsage, "", "--s3-timeout"},
+		{[]string{"mount", "--s3-endpoint", "http://k:s@127.0.0.1:1", "s3://b/s", "/y"}, ExitUsage, "", "no credentials in the URL"},
+		{[]string{"mount", "--s3-config", "/nonexistent/s3.cfg", "s3://b/s", "/y"}, ExitUsage, "", "--s3-config and --s3-client go together"},
+		{[]string{"mount", "s3://b/s", "/y"}, ExitUsage, "", "needs --s3-endpoint URL"},
+		{[]string{"s3://b/s", "/y", "-o", "s3_endpoint=http://127.0.0.1:1,s3_cache_size=0"}, ExitUsage, "", "--s3-cache-size"},
 		// The mount(8) form, refused before it would start a background child.
 		{[]string{store, "/y", "-o", "ro,bogus"}, ExitUsage, "", `pbsfs: unknown mount option "bogus"`},
 		{[]string{store, "/y", "-o", "cache-size=0"}, ExitUsage, "", "--cache-size: 0"},

@@ -436,6 +436,9 @@ func serve(o mountOptions) error {
 			return exitf(ExitOther, "serving %s failed: %w; the mount may be dead, unmount it with: fusermount3 -u %s", mnt, err, mnt)
 		}
 		log.Info("unmounted", "mountpoint", mnt)
+		if b := store.Bucket(); b != nil {
+			log.Info("S3 requests sent", "datastore", store.Path(), "requests", b.Requests())
+		}
 	case <-force:
 		// Told to go while unmounting, or detached lazily and still in
 		// use: closing the FUSE device (on exit) aborts the connection for

@@ -58,7 +58,7 @@ func (a *archiveData) smallRel() string { return "vm/101/" + archiveSnap + "/dri
 // archiveStore reports whether store is the archive store (pbsfs shows
 // archives there; the manifest-only stores are mounted with --no-archives).
 func (b *bench) archiveStore(store string) bool {
-	return (b.arch != nil && b.arch.dir == store) || (b.px != nil && b.px.store == store)
+	return (b.arch != nil && b.arch.dir == store) || (b.px != nil && b.px.store == store) || store == s3Source(s3ImageStore)
 }
 
 // archiveImageChunks is the large image's size in chunks.

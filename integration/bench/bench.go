@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"pbsfs/demo"
+	"pbsfs/s3store/s3test"
 )
 
 // bench is one run: its temporary directory, the stores, the results.
@@ -30,6 +31,7 @@ type bench struct {
 	arch     *archiveData      // the archive store (archives.go)
 	px       *pxarData         // the pxar store and extracted tree (pxar.go)
 	pxarReqs [][]string        // requests per entry: workload, bindfs, pbsfs v1, pbsfs split
+	s3       *s3Data           // the bucket and its server (s3.go)
 
 	pbsfsDebug *opCounter // set while mounting a pbsfs whose requests are counted
 	genTimes   []genTime
@@ -191,6 +193,13 @@ func (b *bench) runAll(ctx context.Context) error {
 	// Generate everything first, so that no measurement overlaps the
 	// write-back of a generator.
 	var specs []storeSpec
+	if b.runs("s3") && b.cfg.only == nil && os.Getenv(s3test.EnvBinary) == "" {
+		fmt.Printf("note: $%s is not set, so no S3 workloads (scripts/build-weed prints the binary's path)\n", s3test.EnvBinary)
+		b.cfg.only = map[string]bool{}
+		for _, w := range workloads {
+			b.cfg.only[w] = w != "s3"
+		}
+	}
 	if b.runs("walk") {
 		for _, s := range b.cfg.sizes {
 			specs = append(specs, walkSpec(s))
@@ -217,6 +226,11 @@ func (b *bench) runAll(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.runs("s3") {
+		if err := b.generateS3(ctx); err != nil {
+			return err
+		}
+	}
 	var steps []func(context.Context) error
 	if b.runs("list") {
 		steps = append(steps, b.benchGroupListing)
@@ -237,6 +251,9 @@ func (b *bench) runAll(ctx context.Context) error {
 	}
 	if b.runs("pxar") {
 		steps = append(steps, b.benchPxar)
+	}
+	if b.runs("s3") {
+		steps = append(steps, b.benchS3)
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

@@ -12,6 +12,13 @@
 // machine's facts) and to DIR/docs/walk-scaling.svg (walk time against store
 // size); DIR defaults to the module root, or to nothing for --quick.
 //
+// --only s3 (s3.go) runs issue #17's: a bucket on a real SeaweedFS server
+// ($PBSFS_WEED) holding a store of --s3-snapshots snapshots and a disk
+// image, walked and read through S3 mounts against pbsfs over the local
+// store and against fetching and decoding in-process, with FUSE and S3
+// requests per entry. Without $PBSFS_WEED a run of all workloads leaves
+// it out.
+//
 // --only pxar (pxar.go) runs issue #12's workloads instead: a generated
 // root-file-system-like tree (--pxar-files, --pxar-bytes; --pxar-big for the
 // one large file, --pxar-many for the RSS walk, --pxar-chunk for the chunk
@@ -61,10 +68,13 @@ type config struct {
 	pxarBig   int64 // the one large file
 	pxarMany  int   // entries of the RSS walk's archive; 0 = none
 	pxarChunk int   // average chunk size of the archives; 0 = the demo's ~80 KiB
+
+	s3Snapshots   int // snapshots of the bucket's walk store (s3.go)
+	s3ImageChunks int // 4 MiB chunks of the bucket's disk image; 0 = 16 (--quick 4)
 }
 
 // workloads are the names --only accepts.
-var workloads = []string{"list", "read", "write", "walk", "archives", "pxar"}
+var workloads = []string{"list", "read", "write", "walk", "archives", "pxar", "s3"}
 
 // largeSize is where walks switch to cfg.largeRounds: one walk of 100,000
 // snapshots through a FUSE mount takes most of a minute on two cores.
@@ -105,6 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	pxarBig := fl.String("pxar-big", "", "pxar: size of the one large file (default 1g; --quick 64m)")
 	fl.IntVar(&cfg.pxarMany, "pxar-many", -1, "pxar: entries of the archive whose walk's peak RSS is taken; 0 = none (default 1000000; --quick 20000)")
 	pxarChunk := fl.String("pxar-chunk", "4m", "pxar: average chunk size of the archives, a power of two from 64k to 4m as the client's --chunk-size (default 4m, the client's); 0 = the demo's ~80 KiB chunks")
+	fl.IntVar(&cfg.s3Snapshots, "s3-snapshots", 0, "s3: snapshots of the datastore in the bucket (default 10000; --quick 1000)")
+	fl.IntVar(&cfg.s3ImageChunks, "s3-image-chunks", 0, "s3: 4 MiB chunks of the disk image in the bucket (default 16; --quick 4)")
 	if err := fl.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -161,6 +173,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("--pxar-files must be at least 20")
 	}
 	def(&cfg.deep, 10000, 1000)
+	def(&cfg.s3Snapshots, 10000, 1000)
 	def(&cfg.workSize, 10000, 1000)
 	def(&cfg.writes, 1000, 100)
 	if cfg.timeout == 0 {

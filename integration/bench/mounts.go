@@ -171,6 +171,11 @@ func (b *bench) mountSystem(ctx context.Context, sys system, store string) (*mou
 // waits for its "serving" line.
 func (b *bench) startPbsfs(ctx context.Context, m *mount) error {
 	args := []string{"mount", "--lock-scheme", "run", "--lock-dir", b.lockDir, "--store", "bench"}
+	var env []string // nil: the bench's
+	if isS3Source(m.store) {
+		args, env = b.s3MountArgs(m.store)
+		args = append([]string{"mount"}, args...)
+	}
 	if b.pbsfsDebug != nil {
 		args = append(args, "--debug")
 	}
@@ -186,6 +191,7 @@ func (b *bench) startPbsfs(ctx context.Context, m *mount) error {
 	}
 	args = append(args, m.store, m.dir)
 	cmd := exec.Command(b.pbsfsBin, args...)
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

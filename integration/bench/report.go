@@ -119,6 +119,9 @@ func (b *bench) markdown(tail string) string {
 	if b.px != nil {
 		b.pxarReport(w)
 	}
+	if b.s3 != nil {
+		b.s3Report(w)
+	}
 
 	w("## Walk time against store size\n\n")
 	w("![walk time against store size](%s)\n\n", svgPath)
@@ -203,6 +206,9 @@ func (b *bench) flagsUsed() []string {
 	}
 	if b.px != nil {
 		out = append(out, fmt.Sprintf("--pxar-files %d --pxar-bytes %d --pxar-big %d --pxar-many %d --pxar-chunk %d", b.cfg.pxarFiles, b.px.tree.spec.bytes, b.cfg.pxarBig, b.cfg.pxarMany, b.cfg.pxarChunk))
+	}
+	if b.s3 != nil {
+		out = append(out, fmt.Sprintf("--s3-snapshots %d --s3-image-chunks %d", b.s3.snapshots, b.s3ImageChunks()))
 	}
 	if b.cfg.only != nil {
 		var ws []string

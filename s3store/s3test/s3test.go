@@ -8,6 +8,13 @@
 //
 // One server serves a whole test package: declare a Server, let tests call
 // Need (the first call starts it), and stop it in TestMain after m.Run.
+//
+// Faults: Stop and Start end and restart the server (refused connections),
+// Freeze and Thaw stop and resume its processes (connections accepted,
+// nothing answered). A Proxy (proxy.go) in front of it adds what the
+// server itself cannot show: answers delayed by a set time, requests read
+// and never answered, refused connections while the server runs, transient
+// 503s; it also counts the requests another process sends.
 package s3test
 
 import (
@@ -68,6 +75,16 @@ func (s *Server) Need(t testing.TB) *Server {
 		t.Fatalf("s3test: %v", s.err)
 	}
 	return s
+}
+
+// Up starts the server unless it runs already, for programs that are not
+// tests (the benchmark). Without a binary it says so in the error.
+func (s *Server) Up() error {
+	s.once.Do(func() { s.err = s.setup() })
+	if s.skip != "" {
+		return errors.New(s.skip)
+	}
+	return s.err
 }
 
 func (s *Server) setup() error {
