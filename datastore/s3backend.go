@@ -270,14 +270,24 @@ func (b *s3Backend) exists(rel string) (bool, error) {
 	return false, b.kindOf(err)
 }
 
-// readChunk copies the chunk into a pool buffer, which loadChunk recycles
-// when the chunk is released; the bucket's copy stays its cache's.
+// readChunk fetches the chunk straight into a pool buffer, which loadChunk
+// recycles when the chunk is released. The bucket keeps no copy in memory:
+// the store's chunk cache holds the decoded chunk.
 func (b *s3Backend) readChunk(digest [32]byte, limit int64, pool *bufPool) ([]byte, error) {
-	data, err := b.b.ReadChunk(b.ctx(), digest, limit)
+	data, err := b.b.ReadChunkInto(b.ctx(), digest, limit, func(n int) ([]byte, error) {
+		if pool == nil {
+			return make([]byte, n), nil
+		}
+		buf, err := pool.Get(n)
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	})
 	if err != nil {
 		return nil, b.kindOf(err)
 	}
-	return copyInto(data, pool)
+	return data, nil
 }
 
 // badChunk drops the bucket's cached copy of a chunk that failed

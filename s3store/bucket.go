@@ -1,7 +1,6 @@
 package s3store
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -382,7 +381,7 @@ func (b *Bucket) ReadFile(ctx context.Context, rel string, limit int64) ([]byte,
 		if now.Sub(e.checked) < b.opts.Recheck {
 			return e.data, e.info, nil
 		}
-		data, info, err := b.get(ctx, "read", key, limit, e.info.ETag)
+		data, info, err := b.get(ctx, "read", key, limit, e.info.ETag, nil)
 		if errors.Is(err, errNotModified) {
 			b.mem.touch(key, now)
 			return e.data, e.info, nil
@@ -393,7 +392,7 @@ func (b *Bucket) ReadFile(ctx context.Context, rel string, limit int64) ([]byte,
 		b.mem.add(key, cacheEntry{data: data, info: info, checked: now})
 		return data, info, nil
 	}
-	data, info, err := b.get(ctx, "read", key, limit, "")
+	data, info, err := b.get(ctx, "read", key, limit, "", nil)
 	if err != nil {
 		return nil, Info{}, err
 	}
@@ -416,11 +415,40 @@ func (b *Bucket) ReadChunk(ctx context.Context, digest [32]byte, limit int64) ([
 			return data, nil
 		}
 	}
-	data, _, err := b.get(ctx, "read chunk", key, limit, "")
+	data, _, err := b.get(ctx, "read chunk", key, limit, "", nil)
 	if err != nil {
 		return nil, err
 	}
 	b.mem.add(key, cacheEntry{data: data})
+	if b.disk != nil {
+		b.disk.put(digest, data)
+	}
+	return data, nil
+}
+
+// ReadChunkInto is ReadChunk for a caller that keeps chunks itself (the
+// datastore caches them decoded): the chunk file is fetched straight into a
+// buffer of length n from alloc(n), which the caller owns, and the bucket keeps no copy
+// in memory (a cache directory still gets one). A chunk ReadChunk cached is
+// copied from there. An error leaves the buffer to the garbage collector.
+func (b *Bucket) ReadChunkInto(ctx context.Context, digest [32]byte, limit int64, alloc func(n int) ([]byte, error)) ([]byte, error) {
+	key := b.ChunkKey(digest)
+	cached, ok := b.mem.get(key)
+	if !ok && b.disk != nil {
+		cached.data, ok = b.disk.get(digest, limit)
+	}
+	if ok && (limit <= 0 || int64(len(cached.data)) <= limit) {
+		buf, err := alloc(len(cached.data))
+		if err != nil {
+			return nil, err
+		}
+		copy(buf, cached.data)
+		return buf, nil
+	}
+	data, _, err := b.get(ctx, "read chunk", key, limit, "", alloc)
+	if err != nil {
+		return nil, err
+	}
 	if b.disk != nil {
 		b.disk.put(digest, data)
 	}
@@ -438,9 +466,9 @@ func (b *Bucket) Forget(digest [32]byte) {
 var errNotModified = errors.New("not modified")
 
 // get fetches one object under the timeout (the client retries transient
-// failures within it). With ifNoneMatch set, an unchanged object gives
-// errNotModified.
-func (b *Bucket) get(ctx context.Context, op, key string, limit int64, ifNoneMatch string) ([]byte, Info, error) {
+// failures within it) into a buffer of its size from alloc (nil: a new
+// one). With ifNoneMatch set, an unchanged object gives errNotModified.
+func (b *Bucket) get(ctx context.Context, op, key string, limit int64, ifNoneMatch string, alloc func(n int) ([]byte, error)) ([]byte, Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()
 	var o minio.GetObjectOptions
@@ -460,14 +488,28 @@ func (b *Bucket) get(ctx context.Context, op, key string, limit int64, ifNoneMat
 	if limit > 0 && st.Size > limit {
 		return nil, Info{}, kindErr(op, key, ErrTooLarge, "%d bytes, at most %d", st.Size, limit)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, st.Size))
-	if _, err := io.Copy(buf, io.LimitReader(obj, st.Size+1)); err != nil {
+	if alloc == nil {
+		alloc = func(n int) ([]byte, error) { return make([]byte, n), nil }
+	}
+	buf, err := alloc(int(st.Size))
+	if err != nil {
+		return nil, Info{}, err
+	}
+	// Exactly the announced size: a bytes.Buffer would grow (and copy) a
+	// buffer of that size once it is full, and a shorter or longer body is
+	// a broken answer.
+	n, err := io.ReadFull(obj, buf)
+	if err == nil {
+		var extra [1]byte
+		if k, _ := obj.Read(extra[:]); k > 0 {
+			return nil, Info{}, kindErr(op, key, ErrServer, "more than the %d bytes announced", st.Size)
+		}
+	} else if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return nil, Info{}, kindErr(op, key, ErrServer, "got %d bytes of %d", n, st.Size)
+	} else {
 		return nil, Info{}, wrapErr(op, key, err)
 	}
-	if int64(buf.Len()) != st.Size {
-		return nil, Info{}, kindErr(op, key, ErrServer, "got %d bytes of %d", buf.Len(), st.Size)
-	}
-	return buf.Bytes(), infoOf(st), nil
+	return buf, infoOf(st), nil
 }
 
 // Requests returns how many HTTP requests the bucket has sent (listing

@@ -179,7 +179,7 @@ func TestBucketEqualsLocalStore(t *testing.T) {
 		}
 	}
 	// The .in-use marker names the PBS host, as PBS 4 writes it.
-	if data, _, err := b.get(context.Background(), "read", "store1/.in-use", 1<<10, ""); err != nil || string(data) != `{"hostname":"pbs-test"}` {
+	if data, _, err := b.get(context.Background(), "read", "store1/.in-use", 1<<10, "", nil); err != nil || string(data) != `{"hostname":"pbs-test"}` {
 		t.Errorf(".in-use = %q, %v", data, err)
 	}
 	// Stat of a directory and a file, from the listing.
@@ -642,3 +642,64 @@ func TestStalledResponses(t *testing.T) {
 
 // SampleVMForTest exposes sampleVM to sample_test.go.
 const SampleVMForTest = sampleVM
+
+// TestReadChunkInto checks the datastore's way of reading chunks: the chunk
+// file lands in the caller's buffer, byte for byte what ReadChunk gives,
+// without a copy kept in the bucket's memory (a second read asks the
+// server again) and straight from that memory when ReadChunk had cached it.
+func TestReadChunkInto(t *testing.T) {
+	b, dir := sampleBucket(t, Options{})
+	var dg [32]byte
+	var want []byte
+	_ = filepath.WalkDir(filepath.Join(dir, ".chunks"), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || want != nil {
+			return nil
+		}
+		if d, ok := parseDigest(e.Name()); ok {
+			if data, err := os.ReadFile(p); err == nil && len(data) > 0 {
+				dg, want = d, data
+			}
+		}
+		return nil
+	})
+	if want == nil {
+		t.Fatal("no chunk in the sample store")
+	}
+	var given [][]byte
+	alloc := func(n int) ([]byte, error) {
+		buf := make([]byte, n)
+		given = append(given, buf)
+		return buf, nil
+	}
+	ctx := context.Background()
+	for round := range 2 {
+		before := b.Requests()
+		got, err := b.ReadChunkInto(ctx, dg, 32<<20, alloc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("round %d: %d bytes, not the chunk file's %d", round, len(got), len(want))
+		}
+		if len(given) != round+1 || &got[0] != &given[round][0] {
+			t.Fatalf("round %d: the chunk is not in the buffer alloc gave", round)
+		}
+		if b.Requests() == before {
+			t.Fatalf("round %d: no request: the bucket kept the chunk in memory", round)
+		}
+	}
+	if _, err := b.ReadChunk(ctx, dg, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	before := b.Requests()
+	got, err := b.ReadChunkInto(ctx, dg, 32<<20, alloc)
+	if err != nil || string(got) != string(want) || &got[0] != &given[len(given)-1][0] {
+		t.Fatalf("from ReadChunk's cached copy: %v", err)
+	}
+	if b.Requests() != before {
+		t.Fatal("a chunk in the bucket's memory was fetched again")
+	}
+	if _, err := b.ReadChunkInto(ctx, dg, 32<<20, func(int) ([]byte, error) { return nil, errors.New("no memory") }); err == nil {
+		t.Fatal("an alloc failure was not returned")
+	}
+}
