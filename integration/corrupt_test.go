@@ -31,18 +31,7 @@ func startMountAs(t *testing.T, store, mnt string, wrapper []string, extra ...st
 	args = append(args, pbsfsBin, "mount", "--lock-scheme", "run", "--lock-dir", m.lockDir, "--store", storeName, "-v")
 	args = append(args, extra...)
 	args = append(args, store, m.dir)
-	m.cmd = exec.Command(wrapper[0], args...)
-	m.cmd.Stderr = m.stderr
-	m.cmd.Stdout = m.stderr
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start pbsfs: %v", err)
-	}
-	go func() {
-		m.waitErr = m.cmd.Wait()
-		close(m.done)
-	}()
-	t.Cleanup(m.cleanup)
-	m.waitReady()
+	m.run(exec.Command(wrapper[0], args...))
 	return m
 }
 

@@ -136,22 +136,32 @@ func startMountIn(t *testing.T, store, dir string, logOut *os.File, extra ...str
 	args := []string{"mount", "--lock-scheme", "run", "--lock-dir", m.lockDir, "--store", storeName, "-v"}
 	args = append(args, extra...)
 	args = append(args, store, m.dir)
-	m.cmd = exec.Command(pbsfsBin, args...)
-	m.cmd.Stderr = m.stderr
-	m.cmd.Stdout = m.stderr
+	cmd := exec.Command(pbsfsBin, args...)
 	if logOut != nil {
-		m.cmd.Stderr, m.cmd.Stdout = logOut, logOut
+		cmd.Stderr, cmd.Stdout = logOut, logOut
 	}
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start pbsfs: %v", err)
+	m.run(cmd)
+	return m
+}
+
+// run starts cmd, a pbsfs mount of m (its output goes to m.stderr unless
+// cmd has its own), and waits until the mount serves; the test's cleanup
+// unmounts it.
+func (m *mount) run(cmd *exec.Cmd) {
+	m.t.Helper()
+	m.cmd = cmd
+	if cmd.Stderr == nil {
+		cmd.Stderr, cmd.Stdout = m.stderr, m.stderr
+	}
+	if err := cmd.Start(); err != nil {
+		m.t.Fatalf("start pbsfs: %v", err)
 	}
 	go func() {
-		m.waitErr = m.cmd.Wait()
+		m.waitErr = cmd.Wait()
 		close(m.done)
 	}()
-	t.Cleanup(m.cleanup)
+	m.t.Cleanup(m.cleanup)
 	m.waitReady()
-	return m
 }
 
 // isMounted reports whether dir is (still) a FUSE mount.

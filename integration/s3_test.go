@@ -131,18 +131,9 @@ func startS3MountEnv(t *testing.T, local string, env []string, args ...string) *
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m.cmd = exec.Command(pbsfsBin, append(append([]string{"mount", "-v"}, args...), m.dir)...)
-	m.cmd.Env = env
-	m.cmd.Stderr, m.cmd.Stdout = m.stderr, m.stderr
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start pbsfs: %v", err)
-	}
-	go func() {
-		m.waitErr = m.cmd.Wait()
-		close(m.done)
-	}()
-	t.Cleanup(m.cleanup)
-	m.waitReady()
+	cmd := exec.Command(pbsfsBin, append(append([]string{"mount", "-v"}, args...), m.dir)...)
+	cmd.Env = env
+	m.run(cmd)
 	return m
 }
 
