@@ -189,24 +189,9 @@ func (b *bench) benchS3Walk(ctx context.Context) error {
 	counts := map[system]int{}
 	job1 := func(name string, col system, store string) job {
 		return job{name, func(ctx context.Context, r int) error {
-			return b.withMount(ctx, sysPbsfs, store, "S3: walk, "+name, func(m *mount) error {
-				if err := b.coldStart(); err != nil {
-					return err
-				}
-				var c int
-				t, err := timed(func() (err error) { c, err = walk(ctx, m.dir); return err })
-				if err != nil {
-					return err
-				}
-				if b.cold {
-					cold.add(col, t)
-				}
-				if t, err = timed(func() (err error) { c, err = walk(ctx, m.dir); return err }); err != nil {
-					return err
-				}
-				warm.add(col, t)
-				counts[col] = c
-				return nil
+			return b.withMount(ctx, sysPbsfs, store, "S3: walk, "+name, func(m *mount) (err error) {
+				counts[col], err = b.walkColdWarm(ctx, m, col, cold, warm)
+				return err
 			})
 		}}
 	}
