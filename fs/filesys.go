@@ -46,6 +46,9 @@ type Options struct {
 	// the mount together (ENOSPC beyond; see scratch.go); 0 means
 	// DefaultMaxScratchBytes.
 	MaxScratchBytes int64
+	// PxarCap bounds the archive entries the kernel may hold looked up
+	// (pxarcap.go); 0 means DefaultPxarCap, negative no bound.
+	PxarCap int
 	// Logger receives error and debug lines; nil discards them.
 	Logger *slog.Logger
 }
@@ -76,6 +79,8 @@ type FS struct {
 	scratch      map[string]*scratchDir // key: the directory's relative path
 	scratchBytes *semaphore.Weighted    // budget of scratch content, maxScratch bytes
 	maxScratch   int64
+
+	pxarCap pxarCap // see pxarcap.go
 
 	warnedMu sync.Mutex
 	warned   map[string]struct{} // see warnOnce
@@ -119,6 +124,10 @@ func New(store *datastore.Store, o Options) *FS {
 		f.maxScratch = DefaultMaxScratchBytes
 	}
 	f.scratchBytes = semaphore.NewWeighted(f.maxScratch)
+	f.pxarCap = pxarCap{fs: f, limit: o.PxarCap}
+	if o.PxarCap == 0 {
+		f.pxarCap.limit = DefaultPxarCap
+	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"os"
@@ -46,6 +47,11 @@ type pxarDir struct {
 	name string
 	mu   sync.Mutex
 	view *pxarDir
+
+	// the node's place in the mount's cap on held entries (pxarcap.go)
+	// and the names looked up in it since; guarded by the cap's lock.
+	capElem  *list.Element
+	capNames []string
 }
 
 var (
@@ -163,13 +169,23 @@ func (d *pxarDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 				return nil, err
 			}
 			resp.EntryValid = max(d.fs.ttl, pxarAttrValid)
+			d.fs.pxarCap.touch(d, child.Name)
 			return n, nil
 		}
 		mk = func() node { return newPxarDir(d.fs, d.rel+"/"+child.Name, d.ino, v.tree, child, false) }
 	}
 	n, err := d.lookupChild(ctx, req.Name, resp, mk)
 	resp.EntryValid = max(resp.EntryValid, pxarAttrValid)
+	if err == nil {
+		d.fs.pxarCap.touch(d, req.Name)
+	}
 	return n, err
+}
+
+// Forget: the kernel dropped the directory, and every entry below it.
+func (d *pxarDir) Forget() {
+	d.fs.pxarCap.forget(d)
+	d.nodeBase.Forget()
 }
 
 // ReadDirAll lists the directory, sorted by name, with the inode numbers
@@ -183,6 +199,7 @@ func (d *pxarDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	if err != nil {
 		return nil, d.fs.errno("list "+d.display(), err)
 	}
+	d.fs.pxarCap.touch(d, "")
 	ents := make([]fuse.Dirent, 0, len(list)+2)
 	ents = append(ents, fuse.Dirent{Inode: d.ino, Type: fuse.DT_Dir, Name: "."},
 		fuse.Dirent{Inode: d.parentIno, Type: fuse.DT_Dir, Name: ".."})
