@@ -59,7 +59,7 @@ func capSource(t *testing.T, dirs, files int) (string, int) {
 // path in the mount, the FS and the highest bazil node ID a lookup has
 // answered so far: bazil reuses the IDs of forgotten nodes, so it is the
 // most nodes held at once (its node table never holds more).
-func capEnv(t *testing.T, src string, limit int) (string, *FS, *atomic.Uint64) {
+func capEnv(t *testing.T, src string, limit int) (string, *FS, *capCounters) {
 	t.Helper()
 	tree, err := encoder.FromDir(src)
 	if err != nil {
@@ -106,10 +106,14 @@ func capEnv(t *testing.T, src string, limit int) (string, *FS, *atomic.Uint64) {
 	}
 	o := Options{PxarCap: limit, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	e := &env{t: t, ctx: context.Background(), fs: New(st, o), store: st, base: base}
-	var maxNode atomic.Uint64
+	var c capCounters
 	debug := func(msg any) {
 		v := reflect.ValueOf(msg)
 		if v.Kind() != reflect.Struct {
+			return
+		}
+		if v.Type().Name() == "request" {
+			c.requests.Add(1)
 			return
 		}
 		out := v.FieldByName("Out")
@@ -118,15 +122,21 @@ func capEnv(t *testing.T, src string, limit int) (string, *FS, *atomic.Uint64) {
 		}
 		if lr, ok := out.Interface().(*fuse.LookupResponse); ok {
 			for id := uint64(lr.Node); ; {
-				cur := maxNode.Load()
-				if id <= cur || maxNode.CompareAndSwap(cur, id) {
+				cur := c.maxNode.Load()
+				if id <= cur || c.maxNode.CompareAndSwap(cur, id) {
 					break
 				}
 			}
 		}
 	}
 	mnt := mountEnvConfig(t, e, &fusefs.Config{Debug: debug}, MountOptions(true, false)...)
-	return filepath.Join(mnt, "ct/100", tFirst, "root.pxar"), e.fs, &maxNode
+	return filepath.Join(mnt, "ct/100", tFirst, "root.pxar"), e.fs, &c
+}
+
+// capCounters watch a mount's requests (bazil's Debug hook).
+type capCounters struct {
+	maxNode  atomic.Uint64 // the highest node ID a lookup answered
+	requests atomic.Uint64 // requests received
 }
 
 // capLimit is the cap TestPxarCap sets, against its ~2,500 entries.
@@ -139,16 +149,20 @@ const capLimit = 200
 // with the same inode numbers on a second walk (after evictions).
 func TestPxarCap(t *testing.T) {
 	src, entries := capSource(t, 30, 80)
-	arch, f, maxNode := capEnv(t, src, capLimit)
+	arch, f, c := capEnv(t, src, capLimit)
+	maxNode := &c.maxNode
 	walk := func() string {
 		return mustSh(t, arch, "find . -printf '%i %y %s %p\\n' | sort -k4")
 	}
+	r0 := c.requests.Load()
 	first := walk()
+	r1 := c.requests.Load()
 	if got := strings.Count(first, "\n"); got != entries+1 {
 		t.Fatalf("find: %d lines, want %d entries and .", got, entries+1)
 	}
 	held1 := maxNode.Load()
 	second := walk()
+	t.Logf("FUSE requests per entry, find: %.2f the first walk, %.2f the second", float64(r1-r0)/float64(entries), float64(c.requests.Load()-r1)/float64(entries))
 	if first != second {
 		t.Errorf("a second find after evictions differs:\n%s\nagain:\n%s", first, second)
 	}
@@ -199,9 +213,14 @@ func TestPxarCap(t *testing.T) {
 // (so TestPxarCap's bound means something).
 func TestPxarCapOff(t *testing.T) {
 	src, entries := capSource(t, 30, 80)
-	arch, _, maxNode := capEnv(t, src, -1)
-	mustSh(t, arch, "find . -printf '%i %s\\n' >/dev/null")
-	if peak := maxNode.Load(); peak < uint64(entries)*9/10 {
+	arch, _, c := capEnv(t, src, -1)
+	walk := "find . -printf '%i %s\\n' >/dev/null"
+	r0 := c.requests.Load()
+	mustSh(t, arch, walk)
+	r1 := c.requests.Load()
+	mustSh(t, arch, walk)
+	t.Logf("FUSE requests per entry, find: %.2f the first walk, %.2f the second", float64(r1-r0)/float64(entries), float64(c.requests.Load()-r1)/float64(entries))
+	if peak := c.maxNode.Load(); peak < uint64(entries)*9/10 {
 		t.Errorf("without a cap bazil held up to %d nodes for %d entries: the kernel forgot entries by itself, so TestPxarCap proves nothing here", peak, entries)
 	}
 }
