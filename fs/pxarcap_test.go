@@ -199,7 +199,7 @@ func TestPxarCap(t *testing.T) {
 	}
 	peak := maxNode.Load()
 	held, evicted := f.pxarCap.counts()
-	t.Logf("%d entries, cap %d: bazil node IDs up to %d after the first walk, %d after all; %d lookups counted now, %d directories evicted",
+	t.Logf("%d entries, cap %d: bazil node IDs up to %d after the first walk, %d after all; %d names kept now, %d directories evicted",
 		entries, capLimit, held1, peak, held, evicted)
 	if peak > uint64(entries)/3 {
 		t.Errorf("bazil held up to %d nodes for %d entries with a cap of %d", peak, entries, capLimit)
