@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"pbsfs/datastore"
+	pbsfs "pbsfs/fs"
 	"pbsfs/keyfile"
 	"pbsfs/manifest"
 )
@@ -38,6 +39,10 @@ const archivesHelp = `      --archives           show each snapshot's archives, 
                            of FILE (default: $PBS_ENCRYPTION_PASSWORD, else
                            ask on the terminal)
       --chunk-cache MiB    decoded chunks kept in memory (default 64)
+      --pxar-entries N     pxar archive entries the kernel may hold looked
+                           up; past N the least recently used archive
+                           directories are forgotten and looked up again
+                           when needed (default 200000; 0: no bound)
 `
 
 // passwordEnv is the variable proxmox-backup-client reads the key
@@ -50,6 +55,7 @@ type archiveFlags struct {
 	keyfile      string
 	passwordFile string
 	cacheMiB     int
+	pxarEntries  int
 
 	// terminal reads a password with the prompt; nil = the process's
 	// terminal on stdin, if it is one.
@@ -70,12 +76,24 @@ func (f *archiveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.keyfile, "keyfile", "", "")
 	fs.StringVar(&f.passwordFile, "password-file", "", "")
 	fs.IntVar(&f.cacheMiB, "chunk-cache", datastore.DefaultChunkCache>>20, "")
+	fs.IntVar(&f.pxarEntries, "pxar-entries", pbsfs.DefaultPxarCap, "")
+}
+
+// pxarCap is fs's Options.PxarCap for --pxar-entries (0: no bound).
+func (f *archiveFlags) pxarCap() int {
+	if f.pxarEntries == 0 {
+		return -1
+	}
+	return f.pxarEntries
 }
 
 // validate checks what needs no file access.
 func (f *archiveFlags) validate(cmd string) error {
 	if f.cacheMiB < 0 || f.cacheMiB > 1<<20 {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("--chunk-cache: %d is not a size in MiB between 0 and 1048576", f.cacheMiB)}
+	}
+	if f.pxarEntries < 0 {
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("--pxar-entries: %d is not a number of entries (0: no bound)", f.pxarEntries)}
 	}
 	if f.passwordFile != "" && f.keyfile == "" {
 		return &usageError{cmd: cmd, msg: "--password-file needs --keyfile"}

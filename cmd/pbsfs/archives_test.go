@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"pbsfs/datastore"
+	pbsfs "pbsfs/fs"
 	"pbsfs/keyfile"
 	"pbsfs/manifest"
 )
@@ -26,6 +27,8 @@ func TestArchiveFlags(t *testing.T) {
 		enabled bool
 	}{
 		{[]string{"--chunk-cache", "-1"}, "--chunk-cache", true},
+		{[]string{"--pxar-entries", "-5"}, "--pxar-entries", true},
+		{[]string{"--pxar-entries", "0"}, "", true},
 		{[]string{"--password-file", "/x"}, "--password-file needs --keyfile", true},
 		{[]string{"--archives", "--chunk-cache", "0"}, "", true},
 		{[]string{"--archives=false"}, "", false},
@@ -59,6 +62,17 @@ func TestArchiveFlags(t *testing.T) {
 	f.cacheMiB = 0
 	if o, _ := f.options(io.Discard, slog.New(slog.DiscardHandler)); o.CacheBytes >= 0 {
 		t.Errorf("--chunk-cache 0: %d", o.CacheBytes)
+	}
+	// --pxar-entries: the default is fs's, 0 is no bound (fs: negative,
+	// since its 0 means the default).
+	for _, c := range []struct{ flag, want int }{{pbsfs.DefaultPxarCap, pbsfs.DefaultPxarCap}, {0, -1}, {5000, 5000}} {
+		if c.flag == pbsfs.DefaultPxarCap && f.pxarEntries != c.flag {
+			t.Errorf("--pxar-entries default %d, want %d", f.pxarEntries, c.flag)
+		}
+		f.pxarEntries = c.flag
+		if got := f.pxarCap(); got != c.want {
+			t.Errorf("--pxar-entries %d: fs cap %d, want %d", c.flag, got, c.want)
+		}
 	}
 }
 

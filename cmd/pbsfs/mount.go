@@ -365,7 +365,7 @@ func serve(o mountOptions) error {
 	if recheck == 0 {
 		recheck = -1 // off
 	}
-	filesys := pbsfs.New(store, pbsfs.Options{ReadOnly: o.readOnly, TTL: o.ttl, Recheck: recheck, Logger: log})
+	filesys := pbsfs.New(store, pbsfs.Options{ReadOnly: o.readOnly, TTL: o.ttl, Recheck: recheck, PxarCap: o.archives.pxarCap(), Logger: log})
 	conn, err := fuse.Mount(mnt, mountOptionsFor(store.Path(), o)...)
 	if err != nil {
 		msg := err.Error()
