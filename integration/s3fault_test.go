@@ -241,51 +241,32 @@ func localEntries(t *testing.T, local string) int {
 // stays up, and once the server is back the whole tree and both images
 // read correctly — failures are not remembered.
 func TestS3FaultServerStopped(t *testing.T) {
-	local := faultStoreDir(t)
-	entries := localEntries(t, local)
 	s := s3srv.Need(t)
-	m := startS3Mount(t, local, faultSource, "--s3-timeout", faultTimeout.String())
-	t.Cleanup(func() { _ = s.Start() }) // before the mount's cleanup, should the test fail early
-
-	f, err := os.Open(m.path(faultBigRel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := readChunkAt(m.path(faultBigRel), 0, s3Faults.big); err != nil {
-		t.Fatal(err)
-	}
-
-	s.Stop()
-	wantEIO(t, "walk with the server stopped", func() error { _, err := walkTree(m.dir); return err })
-	wantEIO(t, "lookup of an archive not seen yet, server stopped", func() error { _, err := os.Stat(m.path(faultSmlRel)); return err })
-	wantEIO(t, "archive read with the server stopped", func() error {
-		_, err := f.ReadAt(make([]byte, 64<<10), (faultChunks-1)*demo.ImageChunk)
-		return err
-	})
-	stillUp(t, m)
-
-	if err := s.Start(); err != nil {
-		t.Fatalf("restart the server: %v", err)
-	}
-	waitServes(t, s)
-	if _, err := f.ReadAt(make([]byte, 64<<10), (faultChunks-1)*demo.ImageChunk); err != nil {
-		t.Errorf("the open file after the server is back: %v", err)
-	}
-	f.Close()
-	recovered(t, m, entries)
-	m.stop()
+	serverOutage(t, "stopped", s.Stop, s.Start)
 }
 
 // TestS3FaultServerFrozen: as TestS3FaultServerStopped with a server that
 // accepts connections and never answers (SIGSTOP): only the timeout ends
 // the requests.
 func TestS3FaultServerFrozen(t *testing.T) {
+	s := s3srv.Need(t)
+	serverOutage(t, "frozen", s.Freeze, func() error {
+		s.Thaw()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return s.Ready(ctx)
+	})
+}
+
+// serverOutage is the walk, lookup and archive read of a bucket mount
+// while the server is down (down), EIO each within the timeout, then the
+// mount serving everything again once the server is back (up).
+func serverOutage(t *testing.T, what string, down func(), up func() error) {
 	local := faultStoreDir(t)
 	entries := localEntries(t, local)
 	s := s3srv.Need(t)
 	m := startS3Mount(t, local, faultSource, "--s3-timeout", faultTimeout.String())
-	t.Cleanup(s.Thaw)
+	t.Cleanup(func() { _ = up() }) // before the mount's cleanup, should the test fail early
 
 	f, err := os.Open(m.path(faultBigRel))
 	if err != nil {
@@ -296,24 +277,21 @@ func TestS3FaultServerFrozen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s.Freeze()
-	wantEIO(t, "walk with the server frozen", func() error { _, err := walkTree(m.dir); return err })
-	wantEIO(t, "lookup of an archive not seen yet, server frozen", func() error { _, err := os.Stat(m.path(faultSmlRel)); return err })
-	wantEIO(t, "archive read with the server frozen", func() error {
+	down()
+	wantEIO(t, "walk with the server "+what, func() error { _, err := walkTree(m.dir); return err })
+	wantEIO(t, "lookup of an archive not seen yet, server "+what, func() error { _, err := os.Stat(m.path(faultSmlRel)); return err })
+	wantEIO(t, "archive read with the server "+what, func() error {
 		_, err := f.ReadAt(make([]byte, 64<<10), (faultChunks-1)*demo.ImageChunk)
 		return err
 	})
 	stillUp(t, m)
 
-	s.Thaw()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := s.Ready(ctx); err != nil {
-		t.Fatal(err)
+	if err := up(); err != nil {
+		t.Fatalf("server %s, back: %v", what, err)
 	}
 	waitServes(t, s)
 	if _, err := f.ReadAt(make([]byte, 64<<10), (faultChunks-1)*demo.ImageChunk); err != nil {
-		t.Errorf("the open file after the server thawed: %v", err)
+		t.Errorf("the open file after the server is back: %v", err)
 	}
 	f.Close()
 	recovered(t, m, entries)
