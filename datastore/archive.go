@@ -20,9 +20,17 @@ import (
 	"pbsfs/manifest"
 )
 
-// DefaultChunkCache is the byte bound of the decoded-chunk cache when
-// ArchiveOptions.CacheBytes is zero: 16 chunks of the default 4 MiB size.
-const DefaultChunkCache = 64 << 20
+// DefaultChunkCache is the byte bound of a local store's decoded-chunk
+// cache when ArchiveOptions.CacheBytes is zero: 8 chunks of the default
+// 4 MiB size, room for the chunk being read, the readAheadChunks decoded
+// ahead of it and the chunks random reads come back to. More does not
+// help a walk of an archive (each chunk is decoded once, BENCHMARKS.md) and
+// costs its memory besides a garbage collector's headroom as large.
+const DefaultChunkCache = 32 << 20
+
+// DefaultBucketChunkCache is that bound for a store read from a bucket
+// (OpenS3), whose read-ahead of s3ReadAhead chunks needs room for one more.
+const DefaultBucketChunkCache = 64 << 20
 
 // maxIndexFile bounds how much of an index file is read (a .fidx of a
 // 64 TiB image in 4 MiB chunks is 512 MiB).
@@ -103,6 +111,9 @@ func (o ArchiveOptions) cacheLimits() (chunks, blobs int64) {
 	}
 	return chunks, blobs
 }
+
+// ChunkCacheBytes is the bound of the decoded-chunk cache (0: no cache).
+func (s *Store) ChunkCacheBytes() int64 { return max(s.arch.cache.limit, 0) }
 
 // ArchivesEnabled reports whether archives are listed (ArchiveOptions.Enabled).
 func (s *Store) ArchivesEnabled() bool { return s.arch.opts.Enabled }

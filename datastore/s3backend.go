@@ -87,6 +87,9 @@ func OpenS3(b *s3store.Bucket, o Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Archives.CacheBytes == 0 {
+		o.Archives.CacheBytes = DefaultBucketChunkCache
+	}
 	s, err := newStoreState(b.Location().String(), o, logger)
 	if err != nil {
 		return nil, err

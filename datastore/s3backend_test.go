@@ -63,6 +63,14 @@ func TestS3BackendMatchesLocal(t *testing.T) {
 	if !remote.ReadOnly() || remote.Locker() != nil || !strings.HasPrefix(remote.Path(), "s3://") {
 		t.Fatalf("bucket store: read-only %v, locker %v, path %q", remote.ReadOnly(), remote.Locker(), remote.Path())
 	}
+	// Default chunk caches: a bucket's is larger, room for its deeper
+	// read-ahead (readAhead skips chunks the cache could not keep).
+	if got := local.ChunkCacheBytes(); got != DefaultChunkCache {
+		t.Errorf("local store's chunk cache %d, want %d", got, DefaultChunkCache)
+	}
+	if got := remote.ChunkCacheBytes(); got != DefaultBucketChunkCache || got < (s3ReadAhead+1)*(4<<20) {
+		t.Errorf("bucket store's chunk cache %d, want %d, room for %d chunks of 4 MiB", got, DefaultBucketChunkCache, s3ReadAhead+1)
+	}
 	tree := func(s *Store) string {
 		var b strings.Builder
 		var walk func(ns NS)

@@ -38,7 +38,8 @@ const archivesHelp = `      --archives           show each snapshot's archives, 
       --password-file FILE read the key file's password from the first line
                            of FILE (default: $PBS_ENCRYPTION_PASSWORD, else
                            ask on the terminal)
-      --chunk-cache MiB    decoded chunks kept in memory (default 64)
+      --chunk-cache MiB    decoded chunks kept in memory (default 32; 64 for a
+                           bucket, whose read-ahead is deeper)
       --pxar-entries N     pxar archive entries the kernel may hold looked
                            up; past N the least recently used archive
                            directories are forgotten and looked up again
@@ -54,7 +55,8 @@ type archiveFlags struct {
 	enabled      bool
 	keyfile      string
 	passwordFile string
-	cacheMiB     int
+	cacheMiB     int  // --chunk-cache, when cacheSet
+	cacheSet     bool // else the datastore's default for its kind
 	pxarEntries  int
 
 	// terminal reads a password with the prompt; nil = the process's
@@ -75,7 +77,14 @@ func (f *archiveFlags) register(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&f.keyfile, "keyfile", "", "")
 	fs.StringVar(&f.passwordFile, "password-file", "", "")
-	fs.IntVar(&f.cacheMiB, "chunk-cache", datastore.DefaultChunkCache>>20, "")
+	fs.Func("chunk-cache", "", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		f.cacheMiB, f.cacheSet = n, true
+		return nil
+	})
 	fs.IntVar(&f.pxarEntries, "pxar-entries", pbsfs.DefaultPxarCap, "")
 }
 
@@ -89,7 +98,7 @@ func (f *archiveFlags) pxarCap() int {
 
 // validate checks what needs no file access.
 func (f *archiveFlags) validate(cmd string) error {
-	if f.cacheMiB < 0 || f.cacheMiB > 1<<20 {
+	if f.cacheSet && (f.cacheMiB < 0 || f.cacheMiB > 1<<20) {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("--chunk-cache: %d is not a size in MiB between 0 and 1048576", f.cacheMiB)}
 	}
 	if f.pxarEntries < 0 {
@@ -104,9 +113,13 @@ func (f *archiveFlags) validate(cmd string) error {
 // options loads the key (asking for its password if needed) and returns the
 // datastore's archive options. Key problems end pbsfs with ExitKey.
 func (f *archiveFlags) options(stderr io.Writer, log *slog.Logger) (datastore.ArchiveOptions, error) {
-	o := datastore.ArchiveOptions{Enabled: f.enabled, CacheBytes: int64(f.cacheMiB) << 20}
-	if f.cacheMiB == 0 {
-		o.CacheBytes = -1 // 0 MiB: no cache (0 would mean the default)
+	o := datastore.ArchiveOptions{Enabled: f.enabled}
+	switch {
+	case !f.cacheSet: // CacheBytes 0: the default for the kind of datastore
+	case f.cacheMiB == 0:
+		o.CacheBytes = -1 // 0 MiB: no cache
+	default:
+		o.CacheBytes = int64(f.cacheMiB) << 20
 	}
 	if f.keyfile == "" {
 		return o, nil

@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/term"
 
-	"pbsfs/datastore"
 	pbsfs "pbsfs/fs"
 	"pbsfs/keyfile"
 	"pbsfs/manifest"
@@ -56,12 +55,23 @@ func TestArchiveFlags(t *testing.T) {
 	f.register(fs)
 	fs.Parse(nil)
 	o, err := f.options(io.Discard, slog.New(slog.DiscardHandler))
-	if err != nil || !o.Enabled || o.Crypt != nil || o.CacheBytes != datastore.DefaultChunkCache {
+	// No --chunk-cache: 0, the datastore's default for its kind.
+	if err != nil || !o.Enabled || o.Crypt != nil || o.CacheBytes != 0 {
 		t.Errorf("defaults: %+v %v", o, err)
 	}
-	f.cacheMiB = 0
-	if o, _ := f.options(io.Discard, slog.New(slog.DiscardHandler)); o.CacheBytes >= 0 {
-		t.Errorf("--chunk-cache 0: %d", o.CacheBytes)
+	for _, c := range []struct {
+		arg  string
+		want int64
+	}{{"0", -1}, {"16", 16 << 20}} {
+		var f archiveFlags
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		f.register(fs)
+		if err := fs.Parse([]string{"--chunk-cache", c.arg}); err != nil {
+			t.Fatal(err)
+		}
+		if o, _ := f.options(io.Discard, slog.New(slog.DiscardHandler)); o.CacheBytes != c.want {
+			t.Errorf("--chunk-cache %s: CacheBytes %d, want %d", c.arg, o.CacheBytes, c.want)
+		}
 	}
 	// --pxar-entries: the default is fs's, 0 is no bound (fs: negative,
 	// since its 0 means the default).

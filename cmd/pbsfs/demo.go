@@ -10,7 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"pbsfs/datastore"
 	"pbsfs/demo"
 	pbsfs "pbsfs/fs"
 	"pbsfs/lock"
@@ -165,7 +164,7 @@ func runDemo(o demoOptions, stdout, stderr io.Writer) (err error) {
 		recheck:      pbsfs.DefaultRecheck,
 		readAhead:    DefaultReadAheadKiB,
 		// The generated store has manifests only: no archives to show.
-		archives:  archiveFlags{enabled: !o.large(), keyfile: keyPath, cacheMiB: datastore.DefaultChunkCache >> 20},
+		archives:  archiveFlags{enabled: !o.large(), keyfile: keyPath},
 		log:       o.log,
 		lockOwner: func() (int, int) { return -1, -1 },
 		stderr:    stderr,

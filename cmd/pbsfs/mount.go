@@ -347,7 +347,6 @@ func serve(o mountOptions) error {
 		return err
 	}
 	defer closeLog()
-	defer startMemoryLimit(log, int64(o.archives.cacheMiB)<<20)() // memlimit.go
 	sd := &systemdNotifier{log: log}
 	defer sd.stopping()
 	store, mnt, err := o.openStore(log)
@@ -355,6 +354,7 @@ func serve(o mountOptions) error {
 		return err
 	}
 	defer store.Close()
+	defer startMemoryLimit(log, store.ChunkCacheBytes())() // memlimit.go
 	stopCPU, err := o.profiles.startCPU(log)
 	if err != nil {
 		return exitf(ExitUsage, "%w", err)
