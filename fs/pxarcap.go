@@ -3,6 +3,7 @@ package fs
 import (
 	"container/list"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,8 +19,13 @@ import (
 // name) and the directories in an LRU (recency: a lookup or a listing in
 // them); when the names of the whole mount pass the cap, the least
 // recently used directories are evicted: the kernel is told to drop those
-// entries (FUSE_NOTIFY_INVAL_ENTRY for each name), after which it
-// FORGETs the inodes nobody uses and bazil frees its nodes. Inode numbers
+// entries (FUSE_NOTIFY_INVAL_ENTRY), after which it FORGETs the inodes
+// nobody uses and bazil frees its nodes. A directory none of whose
+// subdirectories is still in the LRU goes whole, by its own entry in its
+// parent: one notification drops the names below it, and the kernel
+// FORGETs them in batches (a FORGET read one at a time costs bazil a
+// goroutine and a 132 KiB buffer each). Otherwise each name is dropped on
+// its own, but for the subdirectories still in the LRU. Inode numbers
 // derive from the archive and the entry (pxarTree.inoOf), so an entry
 // looked up again has the number it had.
 //
@@ -138,17 +144,32 @@ const invalidatePace = 256
 // invalidatePxarNames tells the kernel to drop the entries names of d. A
 // subdirectory still in the LRU (the kernel holds children of it, more
 // recently used) keeps its entry: dropping it would take the subtree with
-// it, and it is evicted on its own turn.
+// it, and it is evicted on its own turn. Without such a subdirectory, d's
+// own entry in its parent is dropped instead, and everything below it with
+// it; the parent keeps counting d's name until its own turn.
 func (f *FS) invalidatePxarNames(d *pxarDir, names []string) {
 	srv := f.srv.Load()
 	if srv == nil {
 		return
 	}
+	held := func(name string) bool {
+		k, ok := d.kids.peek(name)
+		if !ok {
+			return false
+		}
+		sub, ok := k.(*pxarDir)
+		return ok && f.pxarCap.tracked(sub)
+	}
+	if d.parent != nil && !slices.ContainsFunc(names, held) {
+		if srv.InvalidateEntry(d.parent, d.e.Name) == nil {
+			return
+		}
+		// Not cached there (so neither is anything below it), or the
+		// mount is ending: the names one by one find out which.
+	}
 	for _, name := range names {
-		if k, ok := d.kids.peek(name); ok {
-			if sub, ok := k.(*pxarDir); ok && f.pxarCap.tracked(sub) {
-				continue
-			}
+		if held(name) {
+			continue
 		}
 		err := srv.InvalidateEntry(d, name)
 		if errors.Is(err, fuse.ErrNotCached) {

@@ -112,8 +112,14 @@ func capEnv(t *testing.T, src string, limit int) (string, *FS, *capCounters) {
 		if v.Kind() != reflect.Struct {
 			return
 		}
-		if v.Type().Name() == "request" {
+		switch v.Type().Name() {
+		case "request":
 			c.requests.Add(1)
+			return
+		case "notification":
+			if v.FieldByName("Op").String() == "InvalidateEntry" {
+				c.invalidations.Add(1)
+			}
 			return
 		}
 		out := v.FieldByName("Out")
@@ -137,6 +143,8 @@ func capEnv(t *testing.T, src string, limit int) (string, *FS, *capCounters) {
 type capCounters struct {
 	maxNode  atomic.Uint64 // the highest node ID a lookup answered
 	requests atomic.Uint64 // requests received
+
+	invalidations atomic.Uint64 // FUSE_NOTIFY_INVAL_ENTRY sent
 }
 
 // capLimit is the cap TestPxarCap sets, against its ~2,500 entries.
@@ -206,6 +214,14 @@ func TestPxarCap(t *testing.T) {
 	}
 	if evicted == 0 {
 		t.Error("no directory was evicted")
+	}
+	// Directories go whole: an invalidation of their entry in the parent,
+	// not one per name looked up in them (each of which the kernel answers
+	// with a FORGET of its own).
+	inv := c.invalidations.Load()
+	t.Logf("%d entry invalidations for %d evicted directories", inv, evicted)
+	if inv > 3*uint64(evicted) {
+		t.Errorf("%d entry invalidations for %d evicted directories of ~80 names: names were dropped one by one", inv, evicted)
 	}
 }
 

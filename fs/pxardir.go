@@ -32,6 +32,10 @@ import (
 type pxarDir struct {
 	dirBase
 	parentIno uint64
+	// parent is the node the kernel looked this directory up in (nil for
+	// the root and its view): eviction invalidates the directory's entry
+	// there (pxarcap.go).
+	parent *pxarDir
 
 	// below the root: the archive and the directory's entry in it, which
 	// never change.
@@ -70,8 +74,8 @@ var (
 
 // newPxarDir is the node of directory entry e of archive t, at rel in the
 // mount (the archive's root directory, seen through its root node, if root).
-func newPxarDir(f *FS, rel string, parentIno uint64, t *pxarTree, e *pxar.Entry, root bool) *pxarDir {
-	return &pxarDir{dirBase: dirBase{nodeBase: nodeBase{fs: f, rel: rel, ino: t.inoOf(e, root)}}, parentIno: parentIno, tree: t, e: e}
+func newPxarDir(f *FS, rel string, parent *pxarDir, parentIno uint64, t *pxarTree, e *pxar.Entry, root bool) *pxarDir {
+	return &pxarDir{dirBase: dirBase{nodeBase: nodeBase{fs: f, rel: rel, ino: t.inoOf(e, root)}}, parent: parent, parentIno: parentIno, tree: t, e: e}
 }
 
 // newPxarRoot is the node of the archive shown as name in snapshot
@@ -109,7 +113,7 @@ func (d *pxarDir) current() (*pxarDir, error) {
 	if d.view != nil {
 		d.kids.clear() // another archive: its entries are other nodes
 	}
-	d.view = newPxarDir(d.fs, d.rel, d.parentIno, newPxarTree(arch, d.rel, d.ino, identity...), e, true)
+	d.view = newPxarDir(d.fs, d.rel, nil, d.parentIno, newPxarTree(arch, d.rel, d.ino, identity...), e, true)
 	return d.view, nil
 }
 
@@ -172,7 +176,7 @@ func (d *pxarDir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 			d.fs.pxarCap.touch(d, child.Name)
 			return n, nil
 		}
-		mk = func() node { return newPxarDir(d.fs, d.rel+"/"+child.Name, d.ino, v.tree, child, false) }
+		mk = func() node { return newPxarDir(d.fs, d.rel+"/"+child.Name, d, d.ino, v.tree, child, false) }
 	}
 	n, err := d.lookupChild(ctx, req.Name, resp, mk)
 	resp.EntryValid = max(resp.EntryValid, pxarAttrValid)

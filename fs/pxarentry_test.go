@@ -94,7 +94,7 @@ func TestPxarLookupGivesEqualNodes(t *testing.T) {
 	}
 	root, _ := arch.Root()
 	tree := newPxarTree(arch, "ct/1/2024-01-01T00:00:00Z/root.pxar", 99, "root.pxar.didx")
-	dir := newPxarDir(e.fs, "ct/1/2024-01-01T00:00:00Z/root.pxar", 98, tree, root, false)
+	dir := newPxarDir(e.fs, "ct/1/2024-01-01T00:00:00Z/root.pxar", nil, 98, tree, root, false)
 	for _, name := range []string{"f", "l", "p", "d"} {
 		var nodes []fusefs.Node
 		for range 2 {

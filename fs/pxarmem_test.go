@@ -44,7 +44,7 @@ func TestPxarNodeMemory(t *testing.T) {
 		}
 		root, _ := arch.Root()
 		tree := newPxarTree(arch, "ct/1/2024-01-01T00:00:00Z/root.pxar", 99, "root.pxar.didx")
-		top := newPxarDir(e.fs, "ct/1/2024-01-01T00:00:00Z/root.pxar", 98, tree, root, false)
+		top := newPxarDir(e.fs, "ct/1/2024-01-01T00:00:00Z/root.pxar", nil, 98, tree, root, false)
 		var held []any
 		before := liveHeap()
 		walkPxar(t, e, top, &held)
