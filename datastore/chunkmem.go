@@ -31,7 +31,7 @@ type bufPool struct {
 // for the buffers a few concurrent chunk loads need (the file and the
 // decoded output of each), a quarter of a large chunk cache.
 func poolBytes(cacheLimit int64) int64 {
-	return max(16<<20, cacheLimit/4)
+	return max(8<<20, cacheLimit/4)
 }
 
 func newBufPool(limit int64, budget *memBudget) *bufPool {

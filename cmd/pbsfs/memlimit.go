@@ -27,16 +27,23 @@ import (
 //
 // No death spiral: the limit follows the live heap up, so a collection is
 // due only once another headroom's worth has been allocated — a
-// collection per 64 MiB or more of allocation however large the heap is,
+// collection per 32 MiB or more of allocation however large the heap is,
 // never a collection that cannot get under the limit. (The runtime caps the
 // collector at about half of the CPU besides.) GOMEMLIMIT set in the
 // environment turns this off: the user's limit is kept.
 
-// memFloor is the lowest limit set: smaller heaps are left to GOGC.
-const memFloor = 256 << 20
+// memFloor is the lowest limit set: smaller heaps are left to GOGC. It is
+// where the limit starts to cost collections: a walk of a 1,000,000-entry
+// archive has a live heap of ~95-145 MB (the entry cap's nodes, the chunk
+// cache, bazil's request buffers), which GOGC alone lets grow to 215 MB and
+// VmHWM to 219-253 MB; under 160 MiB the limit leaves it alone, above it
+// the collections come every 32 MiB (BENCHMARKS.md: VmHWM 172 MiB, 235
+// collections instead of 134-149, the same walk time).
+const memFloor = 160 << 20
 
-// memMinHeadroom is the least headroom over the live heap.
-const memMinHeadroom = 64 << 20
+// memMinHeadroom is the least headroom over the live heap: the default
+// chunk cache's size.
+const memMinHeadroom = 32 << 20
 
 // memHeadroom is the headroom for a mount with a chunk cache of cacheBytes:
 // a collection may wait until a cache's worth of chunks has been replaced
