@@ -29,26 +29,37 @@ func sharedTree(letter string) *encoder.Node {
 // directory's names by path; after every ReadDir it calls check.
 func listAll(t *testing.T, a *pxar.Archive, check func(path string)) map[string]string {
 	t.Helper()
+	out, err := listTree(a, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// listTree is listAll for any goroutine: it returns the first error.
+func listTree(a *pxar.Archive, check func(path string)) (map[string]string, error) {
 	out := map[string]string{}
-	var walk func(path string, d *pxar.Entry)
-	walk = func(path string, d *pxar.Entry) {
+	var walk func(path string, d *pxar.Entry) error
+	walk = func(path string, d *pxar.Entry) error {
 		kids, err := a.ReadDir(d)
 		if err != nil {
-			t.Fatalf("ReadDir(%s): %v", path, err)
+			return fmt.Errorf("ReadDir(%s): %w", path, err)
 		}
 		check(path)
 		var names []string
 		for _, k := range kids {
 			names = append(names, k.Name)
 			if k.IsDir() {
-				walk(strings.TrimSuffix(path, "/")+"/"+k.Name, k)
+				if err := walk(strings.TrimSuffix(path, "/")+"/"+k.Name, k); err != nil {
+					return err
+				}
 			}
 		}
 		out[path] = strings.Join(names, " ")
+		return nil
 	}
 	root, _ := a.Root()
-	walk("/", root)
-	return out
+	return out, walk("/", root)
 }
 
 // Archives opened with one DirCache share its bounds: listing B evicts
@@ -122,5 +133,44 @@ func TestDirCacheSharedScanBudget(t *testing.T) {
 func TestNewDirCacheSize(t *testing.T) {
 	if _, err := pxar.NewDirCache(0, 10); err == nil {
 		t.Error("NewDirCache(0, 10) succeeded")
+	}
+}
+
+// Archives walked at the same time through one small DirCache list
+// correctly and keep its bound (run with -race).
+func TestDirCacheSharedConcurrent(t *testing.T) {
+	const bound = 40
+	shared, err := pxar.NewDirCache(8, bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trees []scanArchive
+	for _, letter := range []string{"a", "b", "c"} {
+		trees = append(trees, scanArchive{name: letter, meta: encodeV1(t, sharedTree(letter))})
+	}
+	done := make(chan error, 2*len(trees))
+	for _, s := range trees {
+		want := listAll(t, s.open(t, pxar.Options{}), func(string) {})
+		for range 2 {
+			a := s.open(t, pxar.Options{DirCache: shared, ScanAhead: 100})
+			go func() {
+				for range 20 {
+					got, err := listTree(a, func(string) {})
+					if err != nil || !reflect.DeepEqual(got, want) {
+						done <- fmt.Errorf("%s lists %v (%v), want %v", s.name, got, err, want)
+						return
+					}
+				}
+				done <- nil
+			}()
+		}
+	}
+	for range 2 * len(trees) {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if d, n := shared.Stats(); d > 8 || n > bound {
+		t.Errorf("%d directories with %d children cached, bound 8, %d", d, n, bound)
 	}
 }
