@@ -18,6 +18,7 @@ import (
 
 	"pbsfs/index"
 	"pbsfs/manifest"
+	"pbsfs/pxar"
 )
 
 // DefaultChunkCache is the byte bound of a local store's decoded-chunk
@@ -60,7 +61,7 @@ type ArchiveOptions struct {
 	BlobCacheBytes int64
 }
 
-// archiveState is the store's archive configuration and chunk cache, and
+// archiveState is the store's archive configuration, its caches, and
 // the read-ahead goroutines Close waits for.
 type archiveState struct {
 	opts  ArchiveOptions
@@ -68,6 +69,7 @@ type archiveState struct {
 	pool  *bufPool                        // memory of dropped chunks, for the next loads
 	blobs *blobCache                      // decoded blob archives
 	pxar  *lru.Cache[string, *openedPxar] // opened pxar archives (pxar.go)
+	dirs  *pxar.DirCache                  // their decoded directories (pxar.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -96,7 +98,8 @@ func (st *archiveState) close() {
 
 func newArchiveState(o ArchiveOptions, mem *memBudget) *archiveState {
 	limit, blobLimit := o.cacheLimits()
-	return &archiveState{opts: o, cache: newChunkCache(limit), pool: newBufPool(poolBytes(limit), mem), blobs: newBlobCache(blobLimit), pxar: newPxarCache()}
+	return &archiveState{opts: o, cache: newChunkCache(limit), pool: newBufPool(poolBytes(limit), mem), blobs: newBlobCache(blobLimit),
+		pxar: newPxarCache(), dirs: newPxarDirCache()}
 }
 
 // cacheLimits returns the chunk and blob cache bounds with the defaults

@@ -14,20 +14,31 @@ import (
 )
 
 // pxarArchiveCache is how many opened pxar archives the store keeps (by
-// snapshot and name). An opened archive holds its root and a bounded cache
-// of decoded directories; the file system keeps the archive of every
+// snapshot and name). An opened archive holds its root; the decoded
+// directories of all archives live in the store's one directory cache
+// (pxarDirCacheDirs, pxarDirCacheEntries), so keeping more archives costs
+// no more memory for them. The file system keeps the archive of every
 // directory the kernel holds anyway, so this only spares re-opening the
 // archives of recently visited snapshots.
 const pxarArchiveCache = 32
 
-// pxarV1Options are the reader options of v1 archives: a v1 directory's
-// entries are spread over its subtree, so listing directory by directory
-// would read most chunks more than once; the reader decodes up to 16,384
-// entries below a listed directory in stream order and keeps them
-// (pxar.Options.ScanAhead), in a directory cache bounded by 32,768 entries
-// (~14 MB) rather than by 512 directories. Split archives keep their
-// metadata in a small stream of their own and use the defaults.
-var pxarV1Options = pxar.Options{DirCacheSize: 4096, DirCacheEntries: 32768, ScanAhead: 16384}
+// The store's directory cache (pxar.DirCache), shared by every pxar
+// archive it opens, v1 and split: 4,096 directories whose listings hold
+// 32,768 children in all (~14 MB of decoded entries, however many archives
+// are open; the newest listing is kept whatever its size).
+const (
+	pxarDirCacheDirs    = 4096
+	pxarDirCacheEntries = 32768
+)
+
+// pxarV1Options are the reader options of v1 archives besides the shared
+// directory cache: a v1 directory's entries are spread over its subtree,
+// so listing directory by directory would read most chunks more than
+// once; the reader decodes up to 16,384 entries below a listed directory
+// in stream order and keeps them (pxar.Options.ScanAhead, at most half of
+// the cache's entries). Split archives keep their metadata in a small
+// stream of their own and do not scan ahead.
+var pxarV1Options = pxar.Options{ScanAhead: 16384}
 
 // Suffixes of pxar archive files (pxar-format.md §1).
 const (
@@ -88,6 +99,11 @@ type openedPxar struct {
 
 func newPxarCache() *lru.Cache[string, *openedPxar] {
 	c, _ := lru.New[string, *openedPxar](pxarArchiveCache) // fails only for a size <= 0
+	return c
+}
+
+func newPxarDirCache() *pxar.DirCache {
+	c, _ := pxar.NewDirCache(pxarDirCacheDirs, pxarDirCacheEntries) // fails only for a size <= 0
 	return c
 }
 
@@ -170,6 +186,7 @@ func (s *Store) openPxar(sn Snapshot, info ArchiveInfo) (*pxar.Archive, error) {
 	if info.Payload == nil {
 		opts = pxarV1Options
 	}
+	opts.DirCache = s.arch.dirs
 	arch, err := pxar.Open(meta, meta.Size(), payload, payloadSize, opts)
 	if err != nil {
 		if errors.Is(err, pxar.ErrCorrupt) {

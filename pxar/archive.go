@@ -17,16 +17,20 @@ const MaxPreludeSize = 1 << 20
 
 // Options tune an Archive.
 type Options struct {
-	// DirCacheSize is the number of decoded directories kept in an LRU
-	// cache; 0 means DefaultDirCacheSize.
+	// DirCache, when set, is the cache of decoded directories the Archive
+	// shares with the other Archives opened with it; DirCacheSize and
+	// DirCacheEntries are then ignored (the DirCache has its bounds).
+	DirCache *DirCache
+	// DirCacheSize is the number of decoded directories kept in the
+	// Archive's own LRU cache; 0 means DefaultDirCacheSize.
 	DirCacheSize int
 	// DirCacheEntries, when positive, also bounds the children the cached
 	// listings hold together (the newest listing is kept whatever its
 	// size).
 	DirCacheEntries int
 	// ScanAhead is how many entries below a directory ReadDir decodes in
-	// stream order and caches with it (scan.go), at most half of
-	// DirCacheEntries when that is set; 0 turns it off.
+	// stream order and caches with it (scan.go), at most half of the
+	// directory cache's entry bound when it has one; 0 turns it off.
 	ScanAhead int
 }
 
@@ -40,7 +44,8 @@ type Archive struct {
 	version     int
 	prelude     []byte
 	root        *Entry
-	dirs        *dirCache
+	dirs        *dirCache  // the Archive's own or a shared DirCache's
+	dirsID      uint64     // the Archive's keys in dirs
 	scan        scanBudget // per ReadDir (scan.go)
 }
 
@@ -64,15 +69,21 @@ func Open(meta io.ReaderAt, metaSize int64, payload io.ReaderAt, payloadSize int
 	if metaSize < 0 || payloadSize < 0 {
 		return nil, errors.New("pxar: negative stream size")
 	}
-	size := opts.DirCacheSize
-	if size <= 0 {
-		size = DefaultDirCacheSize
+	a := &Archive{meta: meta, metaSize: uint64(metaSize), version: 1}
+	if opts.DirCache != nil {
+		a.dirs, a.dirsID = opts.DirCache.c, opts.DirCache.archiveID()
+	} else {
+		size := opts.DirCacheSize
+		if size <= 0 {
+			size = DefaultDirCacheSize
+		}
+		dirs, err := newDirCache(size, opts.DirCacheEntries)
+		if err != nil {
+			return nil, fmt.Errorf("pxar: directory cache: %w", err)
+		}
+		a.dirs = dirs
 	}
-	dirs, err := newDirCache(size, opts.DirCacheEntries)
-	if err != nil {
-		return nil, fmt.Errorf("pxar: directory cache: %w", err)
-	}
-	a := &Archive{meta: meta, metaSize: uint64(metaSize), version: 1, dirs: dirs, scan: newScanBudget(opts, size)}
+	a.scan = newScanBudget(opts.ScanAhead, a.dirs)
 	c := newCursor(meta, streamMeta, a.metaSize)
 	defer c.release()
 	ht, hsize, err := c.header(0, a.metaSize)
@@ -150,6 +161,9 @@ func (a *Archive) Prelude() []byte { return a.prelude }
 // Root is the archive's root directory.
 func (a *Archive) Root() (*Entry, error) { return a.root, nil }
 
+// dirKey is the key of the directory whose goodbye table ends at end.
+func (a *Archive) dirKey(end uint64) dirKey { return dirKey{archive: a.dirsID, end: end} }
+
 // openDir opens a directory from the tail of its goodbye table
 // (pxar-format.md §7.2) and checks that the table lies inside the directory
 // and points back at the directory's ENTRY.
@@ -157,7 +171,7 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 	if dir.Kind != KindDir {
 		return nil, ErrNotDir
 	}
-	if st, ok := a.dirs.get(dir.end); ok && st.entryStart == dir.entryStart && st.bodyStart == dir.bodyStart {
+	if st, ok := a.dirs.get(a.dirKey(dir.end)); ok && st.entryStart == dir.entryStart && st.bodyStart == dir.bodyStart {
 		return st, nil
 	}
 	end, body := dir.end, dir.bodyStart
@@ -194,7 +208,7 @@ func (a *Archive) openDir(dir *Entry) (*dirState, error) {
 		return nil, corruptf(streamMeta, gb, "goodbye table lists %d children, the directory body [%d, %d) has room for %d", n, body, gb, (gb-body)/minChildSize)
 	}
 	st := &dirState{entryStart: dir.entryStart, bodyStart: body, goodbyeStart: gb, n: n}
-	a.dirs.add(dir.end, st)
+	a.dirs.add(a.dirKey(dir.end), st)
 	return st, nil
 }
 
@@ -322,7 +336,7 @@ func (a *Archive) cacheListing(dir *Entry, st *dirState, out []*Entry) error {
 	}
 	listed := *st
 	listed.children = out
-	a.dirs.add(dir.end, &listed)
+	a.dirs.add(a.dirKey(dir.end), &listed)
 	return nil
 }
 

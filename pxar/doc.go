@@ -26,7 +26,10 @@
 // goodbye end, and with Options.DirCacheEntries of at most that many
 // children in all (the newest listing is kept whatever its size).
 // Memory is therefore bounded by the cache size times the directory size,
-// or by the entry bound, independent of the archive size.
+// or by the entry bound, independent of the archive size. Archives opened
+// with one DirCache (Options.DirCache) share it instead, keyed by an id
+// each gets from it, so one bound holds for all of them: a caller keeping
+// many archives open pays for one cache, not one per archive.
 //
 // Scanning ahead. With Options.ScanAhead, ReadDir decodes each
 // subdirectory's subtree in stream order right after its entry and caches

@@ -28,3 +28,8 @@ func SeqWalkCount(a *Archive, buf []byte) (int, error) {
 // DirCacheStats returns the number of cached directories and the
 // children their listings hold.
 func DirCacheStats(a *Archive) (dirs, entries int) { return a.dirs.stats() }
+
+// ArchiveDirCacheStats returns the number of directories of a cached in
+// its directory cache (its own or a shared one) and the children their
+// listings hold.
+func ArchiveDirCacheStats(a *Archive) (dirs, entries int) { return a.dirs.archiveStats(a.dirsID) }

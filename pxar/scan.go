@@ -40,15 +40,17 @@ type scanBudget struct {
 	entries, dirs int
 }
 
-func newScanBudget(o Options, cacheSize int) scanBudget {
-	entries := o.ScanAhead
-	if o.DirCacheEntries > 0 {
-		entries = min(entries, o.DirCacheEntries/2)
+// newScanBudget returns the budget of ScanAhead entries within half of
+// the directory cache's bounds (its own or the shared one's).
+func newScanBudget(scanAhead int, cache *dirCache) scanBudget {
+	entries := scanAhead
+	if cache.maxEntries > 0 {
+		entries = min(entries, cache.maxEntries/2)
 	}
 	if entries <= 0 {
 		return scanBudget{}
 	}
-	return scanBudget{entries: entries, dirs: max(1, cacheSize/2)}
+	return scanBudget{entries: entries, dirs: max(1, cache.size/2)}
 }
 
 // scanner is one ReadDir's scanning state; a nil scanner scans nothing.
@@ -78,7 +80,7 @@ func (s *scanner) dir(c *cursor, e *Entry) {
 	if s == nil || s.left.entries <= 0 || s.left.dirs <= 0 {
 		return
 	}
-	if st, ok := s.a.dirs.peek(e.end); ok && st.children != nil && st.entryStart == e.entryStart && st.bodyStart == e.bodyStart {
+	if st, ok := s.a.dirs.peek(s.a.dirKey(e.end)); ok && st.children != nil && st.entryStart == e.entryStart && st.bodyStart == e.bodyStart {
 		return
 	}
 	s.body(c, e, e.end, 0)
