@@ -35,9 +35,12 @@ import (
 // for the very request being answered.
 
 // DefaultPxarCap is the number of looked-up archive entries a mount lets
-// the kernel hold, when Options.PxarCap is 0 (~45 MB of bazil's and our
-// nodes at ~225 bytes an entry).
-const DefaultPxarCap = 200_000
+// the kernel hold, when Options.PxarCap is 0 (~34 MB of bazil's and our
+// nodes at ~225 bytes an entry). It holds a whole walk of an archive of
+// 100,000 files in 5,000 directories (108,423 entries, the issue's
+// benchmark tree), and keeps a walk of 1,000,000 entries under 200 MB
+// (BENCHMARKS.md: 187 MiB with the bench's walker, 210 MiB with 200,000).
+const DefaultPxarCap = 150_000
 
 // pxarCap is the state of the cap; its zero value (limit 0) never evicts.
 type pxarCap struct {

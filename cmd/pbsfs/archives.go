@@ -43,7 +43,7 @@ const archivesHelp = `      --archives           show each snapshot's archives, 
       --pxar-entries N     pxar archive entries the kernel may hold looked
                            up; past N the least recently used archive
                            directories are forgotten and looked up again
-                           when needed (default 200000; 0: no bound)
+                           when needed (default 150000; 0: no bound)
 `
 
 // passwordEnv is the variable proxmox-backup-client reads the key
