@@ -25,6 +25,7 @@ import (
 	"pbsfs/datastore"
 	"pbsfs/demo"
 	"pbsfs/index"
+	"pbsfs/internal/testsupport"
 	"pbsfs/lock"
 	"pbsfs/s3store"
 	"pbsfs/s3store/s3test"
@@ -102,16 +103,7 @@ func faultStoreDir(t *testing.T) string {
 // error.
 func inTime(t *testing.T, what string, fn func() error) (time.Duration, error) {
 	t.Helper()
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return time.Since(start), err
-	case <-time.After(faultBound):
-		t.Fatalf("%s: no answer after %v with --s3-timeout %v: hung", what, faultBound, faultTimeout)
-		return 0, nil
-	}
+	return testsupport.Within(t, fmt.Sprintf("%s (--s3-timeout %v)", what, faultTimeout), faultBound, fn)
 }
 
 // wantEIO runs fn in time and checks that it failed with EIO.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"pbsfs/internal/testsupport"
 	"pbsfs/s3store/s3test"
 )
 
@@ -79,22 +80,6 @@ func ops(b *Bucket, chunk [32]byte) []struct {
 	}
 }
 
-// within runs fn and fails the test if it has not returned after limit
-// (a generous bound: the point is that it returns at all).
-func within(t *testing.T, name string, limit time.Duration, fn func() error) (time.Duration, error) {
-	t.Helper()
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return time.Since(start), err
-	case <-time.After(limit):
-		t.Fatalf("%s: no answer after %v", name, limit)
-		return 0, nil
-	}
-}
-
 // TestSlowResponsesUnderTheTimeout: answers that take a while, but less
 // than the timeout, succeed — listings, metadata and chunks — and really
 // went through the slow proxy.
@@ -104,7 +89,7 @@ func TestSlowResponsesUnderTheTimeout(t *testing.T) {
 	p.Delay(delay)
 	b := throughProxy(t, p, Options{Timeout: 10 * time.Second, Retries: -1})
 	for _, op := range ops(b, chunk) {
-		d, err := within(t, op.name, time.Minute, op.fn)
+		d, err := testsupport.Within(t, op.name, time.Minute, op.fn)
 		if err != nil {
 			t.Errorf("%s, each answer %v late, timeout 10s: %v", op.name, delay, err)
 		}
@@ -125,7 +110,7 @@ func TestSlowResponsesOverTheTimeout(t *testing.T) {
 	p.Delay(time.Hour)
 	b := throughProxy(t, p, Options{Timeout: time.Second, Retries: 1})
 	for _, op := range ops(b, chunk) {
-		d, err := within(t, op.name, time.Minute, op.fn)
+		d, err := testsupport.Within(t, op.name, time.Minute, op.fn)
 		if !errors.Is(err, ErrTimeout) {
 			t.Errorf("%s: %v, want a timeout", op.name, err)
 		}
@@ -140,7 +125,7 @@ func TestHungChunkRequest(t *testing.T) {
 	p, chunk := proxied(t)
 	b := throughProxy(t, p, Options{Timeout: time.Second, Retries: 1})
 	p.Hang()
-	d, err := within(t, "hung chunk GET", time.Minute, func() error {
+	d, err := testsupport.Within(t, "hung chunk GET", time.Minute, func() error {
 		_, err := b.ReadChunk(context.Background(), chunk, 32<<20)
 		return err
 	})
@@ -166,7 +151,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	for _, op := range ops(b, chunk) {
 		p.FailNext(2, http.StatusServiceUnavailable)
 		r0, p0 := b.Requests(), p.Requests()
-		if _, err := within(t, op.name, time.Minute, op.fn); err != nil {
+		if _, err := testsupport.Within(t, op.name, time.Minute, op.fn); err != nil {
 			t.Errorf("%s after two 503s, 3 retries: %v", op.name, err)
 		}
 		if sent, seen := b.Requests()-r0, p.Requests()-p0; sent != 3 || seen != 3 {
@@ -183,7 +168,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	many := throughProxy(t, p, Options{Timeout: 2 * time.Second, Retries: 100})
 	p.FailNext(1<<30, http.StatusServiceUnavailable)
 	defer p.FailNext(0, 0)
-	d, err := within(t, "endless 503s", time.Minute, func() error {
+	d, err := testsupport.Within(t, "endless 503s", time.Minute, func() error {
 		_, err := many.ReadChunk(context.Background(), chunk, 32<<20)
 		return err
 	})
@@ -201,7 +186,7 @@ func TestRefusedConnections(t *testing.T) {
 	b := throughProxy(t, p, Options{Timeout: 5 * time.Second, Retries: 1})
 	p.Refuse()
 	for _, op := range ops(b, chunk) {
-		d, err := within(t, op.name, time.Minute, op.fn)
+		d, err := testsupport.Within(t, op.name, time.Minute, op.fn)
 		if !errors.Is(err, ErrUnreachable) {
 			t.Errorf("%s: %v, want ErrUnreachable", op.name, err)
 		}
